@@ -1,0 +1,125 @@
+"""The classic baselines every paper compares against.
+
+Explained in the opening chapter (``book/01_unlearning_problem.ipynb``).
+
+* ``retrain``: train a fresh model on D_r only: the gold standard (and the slowest).
+* ``finetune``: keep training on D_r (catastrophic forgetting of D_f); SSD benchmark:
+  5 epochs, lr 0.02.
+* ``neggrad``: gradient *ascent* on D_f (optionally with a retain term, "NegGrad+").
+* ``random_labels``: Amnesiac unlearning (Graves et al. 2021): D_f with random wrong
+  labels mixed into D_r; SSD benchmark: 3 epochs, lr 1e-4.
+* ``fisher_forgetting``: Golatkar et al. 2020: Gaussian noise with variance ∝ F_r^{-1}
+  (the Fisher of the retain set), so weights the retain set does not need are scrambled.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data import batches
+from ..fisher import diag_fisher
+from ..models import rebuild
+from ..profiles import set_seed
+from ..training import fit, make_optimizer
+from ._registry import register
+
+
+@register("retrain", access="retain", paper="gold standard")
+def retrain(model, task, epochs: int = 10, seed: int = 0, **fit_kwargs):
+    """Train a freshly initialised twin of ``model`` on the retain set only."""
+    set_seed(seed)
+    fresh = rebuild(model)
+    x, y = task.retain_set()
+    fit_kwargs.setdefault("augment", task.augment)
+    fit(fresh, x, y, epochs=epochs, seed=seed, desc="retrain", progress=fit_kwargs.pop("progress", False), **fit_kwargs)
+    return fresh
+
+
+@register("finetune", access="retain", paper="baseline (e.g. Golatkar et al. 2020)")
+def finetune(model, task, epochs: int = 5, lr: float = 0.02, batch_size: int = 128, seed: int = 0, **fit_kwargs):
+    """Continue training on D_r alone, so D_f is forgotten catastrophically."""
+    x, y = task.retain_set()
+    fit_kwargs.setdefault("schedule", "constant")
+    fit(model, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, desc="finetune", progress=fit_kwargs.pop("progress", False), **fit_kwargs)
+    return model
+
+
+@register("neggrad", access="forget+retain", paper="baseline (Golatkar et al. 2020)")
+def neggrad(model, task, epochs: int = 1, lr: float = 0.01, batch_size: int = 64, retain_weight: float = 0.0,
+            momentum: float = 0.9, seed: int = 0):
+    """Gradient ascent on D_f: minimise −CE(f(x_f), y_f) [+ retain_weight · CE on a D_r batch]."""
+    xf, yf = task.forget_set()
+    xr, yr = task.retain_set() if retain_weight > 0 else (None, None)
+    opt = make_optimizer(model.parameters(), "sgd", lr, momentum, 0.0)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for xb, yb in batches(xf, yf, batch_size=batch_size, shuffle=True, generator=g):
+            loss = -F.cross_entropy(model(xb), yb)
+            if retain_weight > 0:
+                j = torch.randint(0, len(xr), (len(xb),), generator=g).to(xr.device)
+                loss = loss + retain_weight * F.cross_entropy(model(xr[j]), yr[j])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model
+
+
+@register("random_labels", access="forget+retain", paper="Graves et al. 2021 (amnesiac)")
+def random_labels(model, task, epochs: int = 3, lr: float = 1e-4, batch_size: int = 128, seed: int = 0,
+                  **fit_kwargs):
+    """Amnesiac unlearning: relabel D_f with random *wrong* labels and train on D_r ∪ relabelled D_f."""
+    xf, yf = task.forget_set()
+    xr, yr = task.retain_set()
+    g = torch.Generator().manual_seed(seed)
+    k = task.num_classes
+    shift = torch.randint(1, k, (len(yf),), generator=g).to(yf.device)
+    wrong = (yf + shift) % k           # never the true label
+    fit_kwargs.setdefault("schedule", "constant")
+    fit(model, torch.cat([xr, xf]), torch.cat([yr, wrong]), epochs=epochs, lr=lr, batch_size=batch_size,
+        seed=seed, desc="random labels", progress=fit_kwargs.pop("progress", False), **fit_kwargs)
+    return model
+
+
+@register("fisher_forgetting", access="retain", paper="Golatkar et al. 2020")
+def fisher_forgetting(model, task, alpha: float = 1e-6, max_var: float = 1e3, batch_size: int = 64,
+                      n_samples: int | None = None, seed: int = 0):
+    """Fisher forgetting (Golatkar, Achille, Soatto 2020, Eq. 9 with the diagonal Fisher).
+
+    Adds Gaussian noise with variance ``alpha / F_r`` to every weight, F_r the *true*
+    diagonal Fisher of the retain set: weights the retain set is insensitive to are
+    scrambled, the others barely move. As in the benchmarks that use it, the variance is
+    clipped at ``max_var`` (and at ``max_var / 10`` for the classifier layer), averaged over
+    each output unit of weight matrices, and the forgotten classes' output weights are set
+    to zero with a tiny variance (class forgetting only). ``n_samples`` subsamples D_r to
+    keep the Fisher affordable.
+    """
+    x, y = task.retain_set()
+    set_seed(seed)
+    if n_samples is not None and n_samples < len(x):
+        idx = torch.randperm(len(x))[:n_samples].to(x.device)
+        x, y = x[idx], y[idx]
+    fisher = diag_fisher(model, x, y, kind="true", batch_size=batch_size)
+    k = task.num_classes
+    forget = list(task.forget_classes) if task.kind in ("class", "classes") else []
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n not in fisher:
+                continue
+            var = (1.0 / (fisher[n] + 1e-8)).clamp(max=max_var)
+            is_head = p.shape[0] == k and p.dim() <= 2
+            if is_head:
+                var = var.clamp(max=max_var / 10)
+            var = alpha * var
+            if p.dim() > 1:
+                var = var.mean(dim=tuple(range(1, p.dim())), keepdim=True).expand_as(p).clone()
+            mu = p.detach().clone()
+            if is_head and forget:
+                mu[forget] = 0.0
+                var[forget] = 1e-4
+            if is_head or p.dim() == 1:
+                var = var * 10
+            noise = torch.randn(p.shape, generator=g).to(p.device)
+            p.copy_(mu + var.sqrt() * noise)
+    return model

@@ -1,0 +1,229 @@
+"""The yardsticks of unlearning.
+
+Defined and illustrated in the opening chapter (``book/01_unlearning_problem.ipynb``).
+
+* accuracy on train-forget, train-retain, test-forget, test-retain;
+* E_F = 100 - test-forget accuracy (the mnemonic-code paper's forgetting error);
+* unlearn score = remain acc / (1 + forget acc) (Fisher-masking paper, accuracies as fractions);
+* membership inference: ``mia_entropy`` (logistic regression on output entropy, fitted on
+  retain-train vs test, reported as the share of the forget set called "member": the
+  SSD/JiT benchmark) and ``mia_loss_auc`` (loss-threshold AUC, forget-train vs unseen
+  samples of the same kind: 0.5 means indistinguishable);
+* relearn time, both definitions: UNSIR's (epochs of 500 random training samples until
+  forget accuracy is back to the original's) and Fisher masking's (epochs on the whole
+  training set until the forget loss is back to the original's);
+* layer-wise weight distance, activation distance, output entropy, JS divergence,
+  linear CKA, prediction confusion.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import batches
+from .tasks import Task, as_task
+from .training import accuracy, fit, predict
+
+EPS = 1e-12
+
+
+# ----------------------------------------------------------------------------- simple quantities
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) of softmax(logits), per row."""
+    logp = F.log_softmax(logits.float(), 1)
+    return -(logp.exp() * logp).sum(1)
+
+
+def output_entropy(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return entropy(predict(model, x))
+
+
+def per_sample_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(predict(model, x), y.to(x.device), reduction="none")
+
+
+def unlearn_score(remain_acc: float, forget_acc: float) -> float:
+    """remain / (1 + forget), both given in percent, returned in percent (Fisher masking, Sec. 5)."""
+    r, f = remain_acc / 100.0, forget_acc / 100.0
+    return 100.0 * r / (1.0 + f)
+
+
+def js_divergence_probs(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Per-row Jensen–Shannon divergence (nats) between probability vectors."""
+    m = 0.5 * (p + q)
+    kl = lambda a, b: (a * ((a + EPS).log() - (b + EPS).log())).sum(1)  # noqa: E731
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def js_divergence(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor) -> float:
+    """Mean JS divergence between the two models' predictive distributions on ``x``."""
+    return js_divergence_probs(F.softmax(predict(model_a, x), 1), F.softmax(predict(model_b, x), 1)).mean().item()
+
+
+def activation_distance(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor) -> float:
+    """Mean L2 distance between the two models' softmax outputs on ``x``."""
+    return (F.softmax(predict(model_a, x), 1) - F.softmax(predict(model_b, x), 1)).norm(dim=1).mean().item()
+
+
+def weight_distance(model_a: nn.Module, model_b: nn.Module, relative: bool = False) -> pd.DataFrame:
+    """Layer-wise L2 distance ‖θ_a − θ_b‖ per parameter tensor (optionally divided by ‖θ_b‖)."""
+    pb = dict(model_b.named_parameters())
+    rows = []
+    for n, p in model_a.named_parameters():
+        if n not in pb or pb[n].shape != p.shape:
+            raise ValueError(f"The models differ at {n!r}: weight distance needs the same architecture.")
+        d = (p.detach() - pb[n].detach()).norm().item()
+        if relative:
+            d /= pb[n].detach().norm().item() + EPS
+        rows.append({"layer": n, "distance": d})
+    return pd.DataFrame(rows)
+
+
+def prediction_confusion(model: nn.Module, x: torch.Tensor, num_classes: int | None = None) -> np.ndarray:
+    """Share of ``x`` predicted as each class (where do forgotten samples go?)."""
+    logits = predict(model, x)
+    k = num_classes or logits.shape[1]
+    if len(x) == 0:
+        return np.zeros(k)
+    return np.bincount(logits.argmax(1).cpu().numpy(), minlength=k) / len(x)
+
+
+def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Linear CKA between two representations of the same n samples (n x d1, n x d2)."""
+    if len(a) != len(b):
+        raise ValueError("CKA compares representations of the same samples: row counts differ.")
+    a = a.flatten(1).double()
+    b = b.flatten(1).double()
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    hsic = (a.T @ b).norm() ** 2
+    return float(hsic / ((a.T @ a).norm() * (b.T @ b).norm() + EPS))
+
+
+# ----------------------------------------------------------------------------- membership inference
+
+def mia_entropy(model: nn.Module, task: Task, seed: int = 0) -> float:
+    """Entropy-based membership inference (SSD / JiT benchmark), in percent.
+
+    A logistic regression on output entropy is fitted on retain-train samples (members)
+    against test samples (non-members), class-balanced by subsampling, then applied to
+    the forget set; the result is the share of the forget set it calls "member".
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    task = as_task(task)
+    xr, _ = task.retain_set()
+    xt, _ = task.test_set()
+    xf, _ = task.forget_set()
+    g = np.random.default_rng(seed)
+    n = min(len(xr), len(xt))
+    ir = torch.as_tensor(g.choice(len(xr), n, replace=False))
+    it = torch.as_tensor(g.choice(len(xt), n, replace=False))
+    er = output_entropy(model, xr[ir.to(xr.device)]).cpu().numpy()
+    et = output_entropy(model, xt[it.to(xt.device)]).cpu().numpy()
+    feats = np.concatenate([er, et])[:, None]
+    labels = np.concatenate([np.ones(n), np.zeros(n)])
+    clf = LogisticRegression(class_weight="balanced", solver="lbfgs").fit(feats, labels)
+    ef = output_entropy(model, xf).cpu().numpy()[:, None]
+    return 100.0 * float(clf.predict(ef).mean())
+
+
+def mia_loss_auc(model: nn.Module, task: Task, seed: int = 0) -> float:
+    """Loss-threshold membership inference: AUC of "lower loss ⇒ member" between the forget
+    set (members) and unseen samples of the same kind (test-forget; the whole test set when
+    the task has none). 0.5: the attacker cannot tell; 1.0: it always can."""
+    from sklearn.metrics import roc_auc_score
+
+    task = as_task(task)
+    xf, yf = task.forget_set()
+    xn, yn = task.test_forget()
+    if len(xn) == 0:
+        xn, yn = task.test_set()
+    lf = per_sample_loss(model, xf, yf).cpu().numpy()
+    ln = per_sample_loss(model, xn, yn).cpu().numpy()
+    labels = np.concatenate([np.ones(len(lf)), np.zeros(len(ln))])
+    return float(roc_auc_score(labels, -np.concatenate([lf, ln])))
+
+
+# ----------------------------------------------------------------------------- relearn time
+
+def relearn_time(model: nn.Module, task: Task, target: float, definition: str = "unsir", max_epochs: int = 50,
+                 lr: float = 0.01, batch_size: int = 64, n_per_epoch: int = 500, seed: int = 0) -> int:
+    """Epochs a copy of ``model`` needs to relearn the forget set; ``max_epochs + 1`` if it never does.
+
+    * ``definition="unsir"``: each epoch trains on ``n_per_epoch`` random training samples
+      (all of D, forget set included); stops when forget-train accuracy ≥ ``target`` (%).
+    * ``definition="mask"``: each epoch trains on the whole training set; stops when the
+      forget-set loss ≤ ``target`` (the original model's forget loss).
+    """
+    task = as_task(task)
+    if definition not in ("unsir", "mask"):
+        raise ValueError("definition must be 'unsir' or 'mask'.")
+    m = copy.deepcopy(model)
+    xf, yf = task.forget_set()
+    x, y = task.train_set()
+    g = torch.Generator().manual_seed(seed)
+
+    def done():
+        if definition == "unsir":
+            return accuracy(m, xf, yf) >= target
+        return per_sample_loss(m, xf, yf).mean().item() <= target
+    if done():
+        return 0
+    for epoch in range(1, max_epochs + 1):
+        if definition == "unsir":
+            idx = torch.randperm(len(x), generator=g)[:n_per_epoch].to(x.device)
+            xe, ye = x[idx], y[idx]
+        else:
+            xe, ye = x, y
+        fit(m, xe, ye, epochs=1, lr=lr, batch_size=batch_size, schedule="constant", weight_decay=0.0,
+            progress=False, seed=seed + epoch)
+        if done():
+            return epoch
+    return max_epochs + 1
+
+
+# ----------------------------------------------------------------------------- the table
+
+def evaluate_one(model: nn.Module, task: Task, mia: bool = True) -> dict:
+    task = as_task(task)
+    row = {
+        "train_forget": accuracy(model, *task.forget_set()),
+        "train_retain": accuracy(model, *task.retain_set()),
+        "test_forget": accuracy(model, *task.test_forget()),
+        "test_retain": accuracy(model, *task.test_retain()),
+    }
+    forget_acc = row["test_forget"] if not math.isnan(row["test_forget"]) else row["train_forget"]
+    row["E_F"] = 100.0 - row["test_forget"] if not math.isnan(row["test_forget"]) else float("nan")
+    row["unlearn_score"] = unlearn_score(row["test_retain"], forget_acc)
+    if mia:
+        row["MIA_entropy_%"] = mia_entropy(model, task)
+        row["MIA_loss_AUC"] = mia_loss_auc(model, task)
+    info = getattr(model, "unlearn_info", None)
+    row["seconds"] = info["seconds"] if info else float("nan")
+    return row
+
+
+def evaluate(models, task: Task, mia: bool = True, reference: str | None = "retrain") -> pd.DataFrame:
+    """One row per model: the four accuracies (%), E_F, unlearn score, both MIA variants and the
+    method's wall time. With a ``reference`` model in ``models`` (default ``"retrain"``), adds the
+    JS divergence of each model's forget-set predictions to it."""
+    if isinstance(models, nn.Module):
+        models = {"model": models}
+    if not models:
+        raise ValueError("evaluate() needs at least one model.")
+    task = as_task(task)
+    rows = {name: evaluate_one(m, task, mia=mia) for name, m in models.items()}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    if reference in models:
+        xf, _ = task.forget_set()
+        df["JS_to_" + reference] = [js_divergence(m, models[reference], xf) for m in models.values()]
+    df.index.name = "method"
+    return df
