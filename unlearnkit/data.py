@@ -404,7 +404,14 @@ def load_dataset(name: str, root: str | Path | None = None, device=None, downloa
     low = key.lower().replace("_", "-")
     if low == "fashionmnist":
         low = "fashion-mnist"
-    if low == "digits":
+    env_folder = os.environ.get(f"UNLEARNKIT_{low.upper().replace('-', '_')}")
+    if env_folder and low in TORCHVISION_DATASETS:
+        # an offline ImageFolder copy stands in for the torchvision download (e.g. CIFAR-10 as JPEGs)
+        data = _load_imagefolder(Path(env_folder).expanduser(), root)
+        data.name = f"{low}-imagefolder"
+        if low in _STATS:
+            data.mean, data.std = _STATS[low]
+    elif low == "digits":
         data = _load_digits()
     elif low in TORCHVISION_DATASETS:
         data = _load_torchvision(low, root, download)
