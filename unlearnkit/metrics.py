@@ -155,13 +155,17 @@ def mia_loss_auc(model: nn.Module, task: Task, seed: int = 0) -> float:
 # ----------------------------------------------------------------------------- relearn time
 
 def relearn_time(model: nn.Module, task: Task, target: float, definition: str = "unsir", max_epochs: int = 50,
-                 lr: float = 0.01, batch_size: int = 64, n_per_epoch: int = 500, seed: int = 0) -> int:
+                 lr: float = 0.01, batch_size: int = 64, n_per_epoch: int = 500, seed: int = 0,
+                 curve: list | None = None) -> int:
     """Epochs a copy of ``model`` needs to relearn the forget set; ``max_epochs + 1`` if it never does.
 
     * ``definition="unsir"``: each epoch trains on ``n_per_epoch`` random training samples
       (all of D, forget set included); stops when forget-train accuracy ≥ ``target`` (%).
     * ``definition="mask"``: each epoch trains on the whole training set; stops when the
       forget-set loss ≤ ``target`` (the original model's forget loss).
+
+    Pass a list as ``curve`` to get the relearning curve: one dict per epoch checked
+    (``epoch``, ``forget_acc`` in %, ``forget_loss``), from epoch 0 to the stopping epoch.
     """
     task = as_task(task)
     if definition not in ("unsir", "mask"):
@@ -171,7 +175,10 @@ def relearn_time(model: nn.Module, task: Task, target: float, definition: str = 
     x, y = task.train_set()
     g = torch.Generator().manual_seed(seed)
 
-    def done():
+    def done(epoch=0):
+        if curve is not None:
+            curve.append({"epoch": epoch, "forget_acc": accuracy(m, xf, yf),
+                          "forget_loss": per_sample_loss(m, xf, yf).mean().item()})
         if definition == "unsir":
             return accuracy(m, xf, yf) >= target
         return per_sample_loss(m, xf, yf).mean().item() <= target
@@ -185,7 +192,7 @@ def relearn_time(model: nn.Module, task: Task, target: float, definition: str = 
             xe, ye = x, y
         fit(m, xe, ye, epochs=1, lr=lr, batch_size=batch_size, schedule="constant", weight_decay=0.0,
             progress=False, seed=seed + epoch)
-        if done():
+        if done(epoch):
             return epoch
     return max_epochs + 1
 

@@ -2,6 +2,9 @@
 registered with the access level its paper allows (see ``_registry``)."""
 from ._registry import REGISTRY, get_method, register, runtime
 from .baselines import finetune, fisher_forgetting, neggrad, random_labels, retrain
+from .boundary import boundary_shrink, nearest_false_labels
+from .jit import jit, jit_loss, model_information, sample_information
 
 __all__ = ["REGISTRY", "get_method", "register", "runtime", "retrain", "finetune", "neggrad",
-           "random_labels", "fisher_forgetting"]
+           "random_labels", "fisher_forgetting", "jit", "jit_loss", "sample_information",
+           "model_information", "boundary_shrink", "nearest_false_labels"]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..data import batches
 from ..fisher import diag_fisher
-from ..models import rebuild
+from ..models import check_finite, rebuild
 from ..profiles import set_seed
 from ..training import fit, make_optimizer
 from ._registry import register
@@ -62,6 +62,9 @@ def neggrad(model, task, epochs: int = 1, lr: float = 0.01, batch_size: int = 64
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    # gradient ascent is unbounded: a too-large lr sends the weights to inf/NaN, which must
+    # not reach evaluation as a model
+    check_finite(model, f"model after neggrad (lr={lr}, epochs={epochs})")
     return model
 
 
