@@ -168,7 +168,7 @@ def read_idx(path: Path) -> np.ndarray:
     dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[raw[2]]
     ndim = raw[3]
     shape = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
+    data = np.frombuffer(bytearray(raw), dtype=dtype, offset=4 + 4 * ndim)   # writable: torch warns otherwise
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path} is truncated: expected {shape}, found {data.size} values.")
     return data.reshape(shape)
@@ -416,7 +416,9 @@ def load_dataset(name: str, root: str | Path | None = None, device=None, downloa
     elif low in TORCHVISION_DATASETS:
         data = _load_torchvision(low, root, download)
     elif low in TOY_DATASETS:
-        data = make_toy(low, seed=seed, **toy_kwargs)
+        # draw at least the sizes asked for (the default pool is 400 + 400), then subset as for any dataset
+        sizes = {k: max(v, 400) for k, v in (("n_train", n_train), ("n_test", n_test)) if v is not None}
+        data = make_toy(low, seed=seed, **{**sizes, **toy_kwargs})
     elif low.startswith("imagefolder:") or Path(key).expanduser().is_dir():
         path = Path(key.split(":", 1)[1] if low.startswith("imagefolder:") else key).expanduser()
         if not path.is_dir():

@@ -28,7 +28,9 @@ def color_for(name: str, i: int = 0) -> str:
     for k, c in METHOD_COLORS.items():
         if key.startswith(k):
             return c
-    return plt.rcParams["axes.prop_cycle"].by_key()["color"][i % 10]
+    from matplotlib.colors import to_hex
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return to_hex(cycle[i % len(cycle)])       # seaborn themes store RGB tuples: always return "#rrggbb"
 
 
 def _ax(ax, figsize=(6, 4)):

@@ -153,7 +153,8 @@ class TaskView:
 
     _NEEDS = {"forget_set": "forget", "retain_set": "retain", "retain_subset": "retain_subset",
               "test_forget": "test", "test_retain": "test", "test_set": "test", "train_set": "full",
-              "forget_idx": "forget", "retain_idx": "retain", "data": "full"}
+              "forget_idx": "forget", "retain_idx": "retain", "data": "full",
+              "forget_classes": "class_ids", "retain_classes": "class_ids"}
 
     def __init__(self, task: Task, access: str, method: str):
         if access not in ACCESS:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -51,6 +52,12 @@ def load_checkpoint(path: Path, model: nn.Module, expect: dict | None = None) ->
     """Load weights into ``model`` (``weights_only=True``); raise ``ValueError`` on anything odd."""
     path = Path(path)
     try:
+        # torch.load does not verify the zip records' CRC-32: a flipped byte in a tensor would load silently
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            if bad is not None:
+                raise ValueError(f"record {bad!r} fails its CRC-32 checksum")
         blob = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
     except Exception as e:
         raise ValueError(f"Checkpoint {path} is unreadable or corrupt ({type(e).__name__}: {e}). "
