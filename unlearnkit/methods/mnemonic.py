@@ -321,7 +321,7 @@ def _load(model: nn.Module, new: dict) -> None:
             params[n].copy_(v)
 
 
-def _score(model, x, y, forget, retain) -> dict:
+def _score(model, x, y, forget) -> dict:
     """A_R and E_F (%) of ``model`` on the labelled samples ``(x, y)``."""
     pred = predict(model, x).argmax(1)
     ok = pred == y
@@ -345,7 +345,7 @@ def _one_shot(model, fisher_x, fisher_y, score_x, score_y, forget, retain, lambd
     scores = {}
     for sign, state in candidates.items():                                      # lines 17–21
         _load(model, state)
-        scores[sign] = _score(model, score_x, score_y, forget, retain)
+        scores[sign] = _score(model, score_x, score_y, forget)
     s_plus, s_minus = (sum(scores[s].values()) for s in (+1, -1))
     sign = +1 if s_plus > s_minus else -1
     _load(model, original)
