@@ -1,4 +1,4 @@
-"""Profiles (smoke / quick / full), device choice and seeding.
+"""Profiles (smoke / quick / full), device, seed and the dry run: one source of truth for a run.
 
 Explained in the opening chapter (``book/01_unlearning_problem.ipynb``).
 
@@ -6,17 +6,28 @@ Explained in the opening chapter (``book/01_unlearning_problem.ipynb``).
 * ``quick`` – the same experiment scaled to a laptop CPU (minutes).
 * ``smoke`` – the same code path on embedded data with tiny models (seconds, CI).
 
-The profile is taken from the ``UNLEARNKIT_PROFILE`` environment variable;
-otherwise ``full`` when CUDA is available and ``quick`` on a CPU.
+``P = uk.profile()`` decides everything once and makes ``P`` the *active* profile:
+
+* the profile name: argument > ``UNLEARNKIT_PROFILE`` > ``full`` with CUDA, ``quick`` without;
+* the device: argument > ``UNLEARNKIT_DEVICE`` > ``cuda`` when available;
+* the seed: argument > ``UNLEARNKIT_SEED`` > 0; everything is seeded with it;
+* the dry run: argument > ``UNLEARNKIT_DRY_RUN`` (``1``): every loop is capped at two steps,
+  every dataset at a few hundred images, the zoo lives in a temporary folder and
+  :func:`check` skips the scientific claims (they need trained models).
+
+``P.config(CONFIGS)`` picks the profile's settings. This module is the only one that reads
+``UNLEARNKIT_*`` variables; loaders, models and methods ask :func:`active` for the device,
+the seed and the caps.
 """
 from __future__ import annotations
 
 import os
 import platform
 import random
-import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
 
@@ -25,24 +36,66 @@ import torch
 
 PROFILES = ("smoke", "quick", "full")
 DEFAULT_SEED = 0
+DRY_RUN_STEPS = 2          # every loop in a dry run stops after this many steps
+DRY_RUN_IMAGES = 320       # ... and every dataset keeps at most this many images per split
+
+_ACTIVE: "Profile | None" = None
 
 
 class GPUWarning(UserWarning):
     """A chapter meant for a GPU is running without one."""
 
 
+class CheckFailed(AssertionError):
+    """A claim a chapter makes about its results does not hold (raised by :func:`check`)."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    v = os.environ.get(f"UNLEARNKIT_{name}")
+    return v if v not in (None, "") else default
+
+
+def _truthy(v) -> bool:
+    return str(v).strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass
 class Profile:
-    """The active profile: its name, the torch device and the seed."""
+    """The active run: profile name, torch device, seed, dry-run flag and versions."""
 
     name: str
     device: torch.device
     seed: int = DEFAULT_SEED
+    dry_run: bool = False
     versions: dict = field(default_factory=dict)
+    _tmp: Any = field(default=None, repr=False)
 
     @property
     def on_gpu(self) -> bool:
         return self.device.type == "cuda"
+
+    def config(self, profiles: Mapping[str, Mapping[str, Any]]) -> SimpleNamespace:
+        """This profile's settings from ``{"smoke": {...}, "quick": {...}, "full": {...}}``."""
+        return _pick(profiles, self.name)
+
+    def cap(self, n: int | None) -> int | None:
+        """``n`` steps (``None``: unbounded), or at most two in a dry run."""
+        if not self.dry_run:
+            return n
+        return DRY_RUN_STEPS if n is None else min(int(n), DRY_RUN_STEPS)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator seeded from the profile's seed (plus ``offset``)."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+    @property
+    def zoo_root(self) -> Path:
+        """Where trained models are cached: ``data/zoo``, or a temporary folder in a dry run."""
+        if self.dry_run:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="unlearnkit-dry-run-")
+            return Path(self._tmp.name) / "zoo"
+        return data_root() / "zoo"
 
     def provenance(self) -> str:
         """One line naming profile, device and versions, printed at the top of every chapter."""
@@ -52,8 +105,9 @@ class Profile:
             dev += f" ({torch.cuda.get_device_name(self.device)})"
         else:
             dev += f" ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+        dry = " | DRY RUN (loops capped, checks skipped)" if self.dry_run else ""
         return (f"profile={self.name} | device={dev} | seed={self.seed} | python {v['python']} | "
-                f"torch {v['torch']} | torchvision {v['torchvision']} | unlearnkit {v['unlearnkit']}")
+                f"torch {v['torch']} | torchvision {v['torchvision']} | unlearnkit {v['unlearnkit']}{dry}")
 
     def __str__(self) -> str:  # pragma: no cover - cosmetic
         return self.provenance()
@@ -71,18 +125,36 @@ def _versions() -> dict:
 
 
 def profile_name(name: str | None = None) -> str:
-    """The active profile's name (argument > ``UNLEARNKIT_PROFILE`` > hardware default)."""
-    name = name or os.environ.get("UNLEARNKIT_PROFILE") or ("full" if torch.cuda.is_available() else "quick")
-    name = name.strip().lower()
+    """The profile's name (argument > ``UNLEARNKIT_PROFILE`` > hardware default)."""
+    name = name or _env("PROFILE") or ("full" if torch.cuda.is_available() else "quick")
+    name = str(name).strip().lower()
     if name not in PROFILES:
         raise ValueError(f"Unknown profile {name!r}: choose one of {', '.join(PROFILES)} "
                          "(set UNLEARNKIT_PROFILE or pass name=...).")
     return name
 
 
+def _seed(seed) -> int:
+    if seed is None:
+        raw = _env("SEED", str(DEFAULT_SEED))
+        try:
+            seed = int(raw)
+        except ValueError:
+            raise ValueError(f"UNLEARNKIT_SEED must be an integer, got {raw!r}.") from None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"The seed must be a non-negative integer, got {seed!r}.")
+    return int(seed)
+
+
 def get_device(device: str | torch.device | None = None) -> torch.device:
-    """``cuda`` when available, else ``cpu`` (``UNLEARNKIT_DEVICE`` overrides)."""
-    device = device or os.environ.get("UNLEARNKIT_DEVICE")
+    """The device to use: the argument, else the active profile's, else ``cuda`` when available.
+
+    ``UNLEARNKIT_DEVICE`` is read only when no profile is active yet.
+    """
+    if device is None:
+        if _ACTIVE is not None:
+            return _ACTIVE.device
+        device = _env("DEVICE")
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
@@ -103,35 +175,115 @@ def set_seed(seed: int = DEFAULT_SEED, deterministic: bool = True) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
-def profile(name: str | None = None, seed: int = DEFAULT_SEED, device: str | None = None,
-            quiet: bool = False) -> Profile:
-    """Choose the profile, the device and seed everything.
+def profile(name: str | None = None, seed: int | None = None, device: str | None = None,
+            quiet: bool = False, dry_run: bool | None = None) -> Profile:
+    """Choose the profile, the device, the seed and the dry-run flag; seed everything; make the
+    result the active profile (:func:`active`) and return it.
 
-    Warns loudly when the ``full`` profile runs without a GPU (e.g. Colab without a
-    GPU runtime): it will work, but take hours.
+    Warns loudly when the ``full`` profile runs without a GPU (e.g. Colab without a GPU
+    runtime): it will work, but take hours. A dry run says so instead: it exists to check the
+    ``full`` code path on a CPU.
     """
-    p = Profile(name=profile_name(name), device=get_device(device), seed=seed, versions=_versions())
-    if p.name == "full" and not p.on_gpu:
+    global _ACTIVE
+    dry = _truthy(_env("DRY_RUN", "0")) if dry_run is None else bool(dry_run)
+    p = Profile(name=profile_name(name), device=get_device(device) if device else _default_device(),
+                seed=_seed(seed), dry_run=dry, versions=_versions())
+    if p.name == "full" and not p.on_gpu and not p.dry_run:
         warnings.warn("\n" + "!" * 72 + "\nThe 'full' profile is the paper's setting and needs a GPU, but none "
                       "was found.\nIn Colab: Runtime > Change runtime type > GPU. Or run "
                       "UNLEARNKIT_PROFILE=quick.\n" + "!" * 72, GPUWarning, stacklevel=2)
-    set_seed(seed)
+    set_seed(p.seed)
+    _ACTIVE = p
     if not quiet:
         print(p.provenance())
     return p
 
 
-def config(profiles: Mapping[str, Mapping[str, Any]], name: str | None = None) -> SimpleNamespace:
-    """Pick the active profile's settings from ``{"smoke": {...}, "quick": {...}, "full": {...}}``."""
+def _default_device() -> torch.device:
+    dev = _env("DEVICE")
+    if dev is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return get_device(dev)
+
+
+def active() -> Profile:
+    """The profile chosen by the last :func:`profile` call (a quiet default one if none was made)."""
+    global _ACTIVE
+    if _ACTIVE is None:
+        dry = _truthy(_env("DRY_RUN", "0"))
+        _ACTIVE = Profile(name=profile_name(), device=_default_device(), seed=_seed(None), dry_run=dry,
+                          versions=_versions())
+    return _ACTIVE
+
+
+def reset() -> None:
+    """Forget the active profile (tests use this)."""
+    global _ACTIVE
+    _ACTIVE = None
+
+
+def _pick(profiles: Mapping[str, Mapping[str, Any]], name: str) -> SimpleNamespace:
+    if not isinstance(profiles, Mapping):
+        raise TypeError("The settings must be a dict {'smoke': {...}, 'quick': {...}, 'full': {...}}.")
     missing = [p for p in PROFILES if p not in profiles]
     if missing:
         raise ValueError(f"config() needs settings for every profile; missing: {missing}")
-    return SimpleNamespace(**dict(profiles[profile_name(name)]))
+    return SimpleNamespace(**dict(profiles[name]))
 
 
-def settings_table(profiles: Mapping[str, Mapping[str, Any]]):
-    """The three profiles side by side as a pandas DataFrame (for the parameters cell)."""
+def config(profiles: Mapping[str, Mapping[str, Any]], name: str | None = None) -> SimpleNamespace:
+    """The settings of profile ``name``, else of the active profile (``P.config`` does the same)."""
+    return _pick(profiles, profile_name(name) if name else active().name)
+
+
+def check(condition, message: str) -> bool:
+    """Assert a claim the chapter makes about its results.
+
+    Raises :class:`CheckFailed` (an ``AssertionError``) with ``message`` when ``condition`` is
+    false. In a dry run the models are not trained, so the claim is skipped (and said so).
+    Returns whether the claim held.
+    """
+    if active().dry_run:
+        print(f"[dry run] check skipped: {message}")
+        return True
+    if not bool(condition):
+        raise CheckFailed(f"Claim does not hold: {message}")
+    return True
+
+
+def settings_table(profiles: Mapping[str, Mapping[str, Any]], width: int = 40):
+    """The three profiles side by side as a pandas DataFrame (for the parameters cell).
+
+    Long values (nested dicts) are cut at ``width`` characters so the table fits the page.
+    """
     import pandas as pd
+
+    def short(v):
+        s = str(v)
+        return s if len(s) <= width else s[:width - 1] + "…"
     keys = list(dict.fromkeys(k for p in PROFILES for k in profiles[p]))
-    return pd.DataFrame({p: [profiles[p].get(k, "") for k in keys] for p in PROFILES},
-                        index=keys).astype(str)
+    return pd.DataFrame({p: [short(profiles[p].get(k, "")) for k in keys] for p in PROFILES}, index=keys)
+
+
+# ----------------------------------------------------------------------------- paths and switches
+
+def data_root() -> Path:
+    """``UNLEARNKIT_DATA``, else ``data/`` of a source checkout, else ``~/.cache/unlearnkit``."""
+    env = _env("DATA")
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parent.parent / "data"
+    if checkout.is_dir() and os.access(checkout, os.W_OK):
+        return checkout
+    return Path.home() / ".cache" / "unlearnkit"
+
+
+def dataset_folder(name: str) -> Path | None:
+    """An offline ImageFolder copy named by ``UNLEARNKIT_<NAME>`` (e.g. ``UNLEARNKIT_CIFAR10``)."""
+    v = _env(name.upper().replace("-", "_"))
+    return Path(v).expanduser() if v else None
+
+
+def progress_default() -> bool:
+    """Progress bars on unless ``UNLEARNKIT_PROGRESS=0`` (the book runner and the tests set it)."""
+    return _truthy(_env("PROGRESS", "1"))
