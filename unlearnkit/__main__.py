@@ -17,12 +17,12 @@ def main(argv=None):
     ap.add_argument("--profile", default=None)
     a = ap.parse_args(argv)
     P = uk.profile(a.profile)
-    data = uk.load_dataset(a.dataset, device=P.device)
+    data = uk.load_dataset(a.dataset)
     task = uk.forget_classes(data, a.forget_class)
     kw = dict(model=a.model, epochs=a.epochs, lr=a.lr)
     original = uk.train_or_load(task, "original", **kw)
     retrained = uk.train_or_load(task, "retrain", **kw)
-    methods = {m: (lambda mm: (lambda model, t: uk.get_method(mm)(model, t)))(m) for m in a.methods.split(",") if m}
+    methods = [m for m in a.methods.split(",") if m]
     df, _ = uk.run_methods(methods, original, task, {"original": original, "retrain": retrained})
     print(df.round(2).to_string())
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import profiles
+
 
 def fgsm(model, x, y, eps: float = 8 / 255, targeted: bool = False, clamp=(0.0, 1.0)) -> torch.Tensor:
     """One signed-gradient step of size ``eps`` (away from ``y``, or toward it if ``targeted``)."""
@@ -39,7 +41,7 @@ def pgd_l2(model, x, target, eps: float = 0.4, step: float = 0.1, iters: int = 1
         r = r / r.flatten(1).norm(dim=1).view(view).clamp_min(1e-12)
         u = torch.rand(len(x), generator=generator).to(x.device).view(view)
         delta = r * u * eps
-    for _ in range(iters):
+    for _ in range(profiles.active().cap(iters)):   # two steps in a dry run
         delta.requires_grad_(True)
         xa = x + delta
         if clamp is not None:

@@ -11,7 +11,8 @@ For a classifier p_θ(y|x) the diagonal of the Fisher information is
 both averaged over *per-sample* gradients (``torch.func.vmap`` of ``grad``; a plain
 loop is kept as the reference). ``kind="batch"`` is the cheaper squared mini-batch
 gradient some benchmarks use instead; it is not the Fisher and is named so.
-The model is evaluated in eval mode (batch-norm uses its running statistics).
+The model is evaluated in eval mode (batch-norm uses its running statistics), in float32.
+In a dry run (:mod:`unlearnkit.profiles`) only the first two samples are used.
 """
 from __future__ import annotations
 
@@ -20,92 +21,114 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from .data import batches
-from .training import check_inputs
+from . import profiles
+from .training import batches, check_inputs
 
 FISHER_KINDS = ("empirical", "true", "batch")
+FISHER_METHODS = ("auto", "vmap", "loop")
 
 
-def _params(model):
-    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+def _trainable(model):
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def _zeros(model):
-    return {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
+def _batch_fisher(model, x, y, batch_size, dev):
+    """Σ over mini-batches of len(batch) · (∂ mean CE / ∂θ)²: the squared mini-batch gradient."""
+    acc = {n: torch.zeros_like(p) for n, p in _trainable(model)}
+    for xb, yb in batches(x, y, batch_size=batch_size):
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xb.to(dev)), yb.to(dev)).backward()
+        for n, p in _trainable(model):
+            if p.grad is not None:
+                acc[n] += p.grad.detach() ** 2 * len(xb)
+    model.zero_grad(set_to_none=True)
+    return acc
+
+
+def _targets(logp, yi, kind):
+    """(class, weight) pairs whose squared log-likelihood gradients make up one sample's Fisher."""
+    if kind == "empirical":
+        return [(int(yi), 1.0)]
+    return [(c, float(logp[c].detach().exp())) for c in range(logp.numel())]
+
+
+def _loop_fisher(model, x, y, kind, dev):
+    """The reference: one backward pass per sample (and per class for the true Fisher)."""
+    named = _trainable(model)
+    acc = {n: torch.zeros_like(p) for n, p in named}
+    for i in range(len(x)):
+        logp = F.log_softmax(model(x[i:i + 1].to(dev)), 1)[0]
+        for c, w in _targets(logp, y[i], kind):
+            gs = torch.autograd.grad(logp[c], [p for _, p in named], retain_graph=True)
+            for (n, _), g in zip(named, gs):
+                acc[n] += w * g ** 2
+    return acc
+
+
+def _vmap_fisher(model, x, y, kind, batch_size, dev):
+    """Per-sample gradients with ``torch.func``: one vmapped pass per batch (per class for 'true')."""
+    params = {n: p.detach() for n, p in _trainable(model)}
+    buffers = dict(model.named_buffers())
+
+    def logp_fn(p, xi, c):
+        return -F.cross_entropy(functional_call(model, (p, buffers), (xi[None],)), c[None])
+
+    g_fn = vmap(grad(logp_fn), in_dims=(None, 0, 0))
+    acc = {n: torch.zeros_like(p) for n, p in params.items()}
+    for xb, yb in batches(x, y, batch_size=batch_size):
+        xb, yb = xb.to(dev), yb.to(dev)
+        if kind == "empirical":
+            for n, g in g_fn(params, xb, yb).items():
+                acc[n] += (g ** 2).sum(0)
+            continue
+        with torch.no_grad():
+            prob = F.softmax(model(xb), 1)
+        for c in range(prob.shape[1]):
+            for n, g in g_fn(params, xb, torch.full_like(yb, c)).items():
+                acc[n] += (prob[:, c].reshape(-1, *([1] * (g.dim() - 1))) * g ** 2).sum(0)
+    return acc
+
+
+def _check_fisher_args(x, y, kind, method):
+    if kind not in FISHER_KINDS:
+        raise ValueError(f"Unknown Fisher kind {kind!r}: choose one of {FISHER_KINDS}.")
+    if method not in FISHER_METHODS:
+        raise ValueError(f"Unknown method {method!r}: choose one of {FISHER_METHODS}.")
+    if len(x) == 0:
+        raise ValueError("The Fisher information needs at least one sample; the set given is empty.")
+    if kind in ("empirical", "batch") and y is None:
+        raise ValueError(f"The {kind} Fisher needs labels y; use kind='true' for unlabelled inputs.")
 
 
 def diag_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, kind: str = "empirical",
                 batch_size: int = 64, method: str = "auto") -> dict:
     """Diagonal Fisher information of ``model`` over ``(x, y)``, averaged over samples.
 
-    Returns ``{parameter name: tensor shaped like the parameter}``.
-    ``method`` is ``"vmap"`` (per-sample gradients with torch.func), ``"loop"`` (one
-    backward per sample; the reference the tests compare against) or ``"auto"``: vmap on
-    CUDA and for the true Fisher (one vmapped pass per class), the loop for the empirical
-    Fisher on a CPU, where ``tests/bench_fisher.py`` measured the two within 20% of each
-    other for the book's small models (vmap 2x faster for the true Fisher).
+    Returns ``{parameter name: tensor shaped like the parameter}``. ``method``: ``"vmap"``
+    (per-sample gradients with torch.func), ``"loop"`` (one backward per sample; the reference
+    the tests compare against) or ``"auto"``: vmap on CUDA and for the true Fisher, the loop
+    for the empirical Fisher on a CPU (``tests/bench_fisher.py`` measures both).
     """
-    if kind not in FISHER_KINDS:
-        raise ValueError(f"Unknown Fisher kind {kind!r}: choose one of {FISHER_KINDS}.")
-    if len(x) == 0:
-        raise ValueError("The Fisher information needs at least one sample; the set given is empty.")
-    if kind in ("empirical", "batch") and y is None:
-        raise ValueError(f"The {kind} Fisher needs labels y; use kind='true' for unlabelled inputs.")
+    _check_fisher_args(x, y, kind, method)
     check_inputs(model, x)
+    n = profiles.active().cap(len(x))
+    x = x[:n]
+    y = y[:n] if y is not None else torch.zeros(n, dtype=torch.long, device=x.device)
     dev = next(model.parameters()).device
     if method == "auto":
         method = "vmap" if (dev.type == "cuda" or kind == "true") else "loop"
     was = model.training
     model.eval()
-    params = _params(model)
-    buffers = {n: b for n, b in model.named_buffers()}
-    acc = _zeros(model)
-    n_total = len(x)
-    y = y if y is not None else torch.zeros(len(x), dtype=torch.long, device=x.device)
     try:
         if kind == "batch":
-            for xb, yb in batches(x, y, batch_size=batch_size):
-                model.zero_grad(set_to_none=True)
-                F.cross_entropy(model(xb.to(dev)), yb.to(dev)).backward()
-                for n, p in model.named_parameters():
-                    if p.requires_grad and p.grad is not None:
-                        acc[n] += p.grad.detach() ** 2 * len(xb)
-            model.zero_grad(set_to_none=True)
+            acc = _batch_fisher(model, x, y, batch_size, dev)
         elif method == "loop":
-            for i in range(len(x)):
-                xi = x[i:i + 1].to(dev)
-                logp = F.log_softmax(model(xi), 1)[0]
-                targets = [(int(y[i]), 1.0)] if kind == "empirical" else \
-                    [(c, float(logp[c].detach().exp())) for c in range(logp.numel())]
-                for c, w in targets:
-                    gs = torch.autograd.grad(logp[c], [p for p in model.parameters() if p.requires_grad],
-                                             retain_graph=True)
-                    for (n, _), g in zip(params.items(), gs):
-                        acc[n] += w * g ** 2
-        elif method == "vmap":
-            def logp_fn(p, xi, c):
-                out = functional_call(model, (p, buffers), (xi[None],))
-                return -F.cross_entropy(out, c[None])     # log p(c | x)
-            g_fn = vmap(grad(logp_fn), in_dims=(None, 0, 0))
-            for xb, yb in batches(x, y, batch_size=batch_size):
-                xb, yb = xb.to(dev), yb.to(dev)
-                if kind == "empirical":
-                    gs = g_fn(params, xb, yb)
-                    for n in acc:
-                        acc[n] += (gs[n] ** 2).sum(0)
-                else:
-                    with torch.no_grad():
-                        prob = F.softmax(model(xb), 1)
-                    for c in range(prob.shape[1]):
-                        gs = g_fn(params, xb, torch.full_like(yb, c))
-                        for n in acc:
-                            w = prob[:, c].reshape(-1, *([1] * (gs[n].dim() - 1)))
-                            acc[n] += (w * gs[n] ** 2).sum(0)
+            acc = _loop_fisher(model, x, y, kind, dev)
         else:
-            raise ValueError(f"Unknown method {method!r}: choose 'vmap' or 'loop'.")
+            acc = _vmap_fisher(model, x, y, kind, batch_size, dev)
     finally:
         model.train(was)
-    return {n: a / n_total for n, a in acc.items()}
+    return {k: a / n for k, a in acc.items()}
 
 
 def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> dict:
@@ -117,6 +140,7 @@ def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> 
     if len(x) == 0:
         raise ValueError("MAS importance needs at least one sample; the set given is empty.")
     check_inputs(model, x)
+    x = x[:profiles.active().cap(len(x))]
     dev = next(model.parameters()).device
     was = model.training
     model.eval()
@@ -124,7 +148,7 @@ def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> 
     for (xb,) in batches(x, batch_size=batch_size):
         (model(xb.to(dev)).norm(dim=1).sum() / len(x)).backward()
     imp = {n: p.grad.detach().abs().clone() if p.grad is not None else torch.zeros_like(p)
-           for n, p in model.named_parameters() if p.requires_grad}
+           for n, p in _trainable(model)}
     model.zero_grad(set_to_none=True)
     model.train(was)
     return imp

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import batches
+from . import profiles
 from .tasks import Task, as_task
 from .training import accuracy, fit, predict
 
@@ -93,6 +93,25 @@ def prediction_confusion(model: nn.Module, x: torch.Tensor, num_classes: int | N
     if len(x) == 0:
         return np.zeros(k)
     return np.bincount(logits.argmax(1).cpu().numpy(), minlength=k) / len(x)
+
+
+def bn_stat_change(model_a: nn.Module, model_b: nn.Module) -> float:
+    """Relative change (%) of all batch-norm running means and variances of ``model_a`` against
+    ``model_b``: ‖Δ‖ / ‖stats_b‖ over every ``running_mean`` and ``running_var`` buffer.
+
+    0 when nothing moved (e.g. JiT with frozen batch norm); NaN for a model without batch norm.
+    """
+    bufs_b = dict(model_b.named_buffers())
+    keys = [k for k, _ in model_a.named_buffers() if "running_" in k]
+    if not keys:
+        return float("nan")
+    bufs_a = dict(model_a.named_buffers())
+    missing = [k for k in keys if k not in bufs_b or bufs_b[k].shape != bufs_a[k].shape]
+    if missing:
+        raise ValueError(f"The models differ at {missing[0]!r}: compare two models of the same architecture.")
+    num = sum(float(((bufs_a[k].float() - bufs_b[k].float()) ** 2).sum()) for k in keys)
+    den = sum(float((bufs_b[k].float() ** 2).sum()) for k in keys)
+    return 100.0 * math.sqrt(num / max(den, EPS))
 
 
 def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -170,6 +189,7 @@ def relearn_time(model: nn.Module, task: Task, target: float, definition: str = 
     task = as_task(task)
     if definition not in ("unsir", "mask"):
         raise ValueError("definition must be 'unsir' or 'mask'.")
+    max_epochs = profiles.active().cap(max_epochs)
     m = copy.deepcopy(model)
     xf, yf = task.forget_set()
     x, y = task.train_set()
@@ -224,8 +244,14 @@ def evaluate(models, task: Task, mia: bool = True, reference: str | None = "retr
     JS divergence of each model's forget-set predictions to it."""
     if isinstance(models, nn.Module):
         models = {"model": models}
-    if not models:
-        raise ValueError("evaluate() needs at least one model.")
+    if not isinstance(models, dict) or not models:
+        raise TypeError("evaluate() needs a model or a non-empty dict {name: model}, got "
+                        f"{type(models).__name__}.")
+    bad = {k: type(v).__name__ for k, v in models.items() if not isinstance(v, nn.Module)}
+    if bad:
+        name, kind = next(iter(bad.items()))
+        raise TypeError(f"evaluate(): {name!r} is a {kind}, not a torch model. Pass {{name: model}}, "
+                        f"e.g. {{'original': original, 'retrain': retrained}}.")
     task = as_task(task)
     rows = {name: evaluate_one(m, task, mia=mia) for name, m in models.items()}
     df = pd.DataFrame.from_dict(rows, orient="index")

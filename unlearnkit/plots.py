@@ -157,3 +157,46 @@ def image_grid(x, labels=None, ncols: int = 8, ax=None, title: str | None = None
     if title:
         fig.suptitle(title)
     return fig
+
+
+def spread(runs, metric: str, ax=None, reference: str = "retrain", by: str = "forget", title: str | None = None,
+           ylabel: str | None = None, skip=("original",)):
+    """The spread of one metric per method over seeds and forget classes.
+
+    ``runs`` is :attr:`unlearnkit.bench.Spread.runs` (or the Spread itself). One column of points
+    per method (colour: the forget class, or ``by``), a bar for the mean and a line for ± std; the
+    reference (retrain) band (mean ± std) runs behind every method. Diverged runs are counted
+    under the method's name instead of plotted.
+    """
+    import matplotlib.pyplot as plt
+    runs = getattr(runs, "runs", runs)
+    methods = [m for m in dict.fromkeys(runs["method"]) if m not in skip]
+    ax = _ax(ax, (max(6, 1.1 * len(methods) + 2), 4))
+    ref = runs[(runs["method"] == reference) & ~runs["diverged"]][metric]
+    if len(ref):
+        lo, hi = ref.mean() - ref.std(ddof=1 if len(ref) > 1 else 0), ref.mean() + ref.std(ddof=1 if len(ref) > 1 else 0)
+        ax.axhspan(lo, hi, color=COLORS["retrain"], alpha=0.15, lw=0)
+        ax.axhline(ref.mean(), color=COLORS["retrain"], ls="--", lw=1, label=f"{reference} mean ± std")
+    groups = list(dict.fromkeys(runs[by]))
+    cmap = plt.get_cmap("tab10")
+    rng = np.random.default_rng(0)
+    labels = []
+    for i, m in enumerate(methods):
+        r = runs[runs["method"] == m]
+        ok = r[~r["diverged"]]
+        n_div = int(r["diverged"].sum())
+        for j, gval in enumerate(groups):
+            v = ok[ok[by] == gval][metric].to_numpy(dtype=float)
+            ax.scatter(i + rng.uniform(-0.18, 0.18, len(v)), v, s=18, color=cmap(j % 10), alpha=0.8,
+                       label=f"{by} {gval}" if i == 0 and len(groups) > 1 else None, zorder=3)
+        if len(ok):
+            mu, sd = ok[metric].mean(), ok[metric].std(ddof=1) if len(ok) > 1 else 0.0
+            ax.errorbar(i, mu, yerr=sd, fmt="_", color="k", markersize=22, capsize=6, lw=1.5, zorder=4)
+        labels.append(m + (f"\n({n_div}/{len(r)} diverged)" if n_div else ""))
+    ax.set_xticks(range(len(methods)))
+    ax.set_xticklabels(labels, rotation=25, ha="right", fontsize="small")
+    ax.set_ylabel(ylabel or metric)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="x-small", loc="best")
+    return ax

@@ -1,26 +1,44 @@
-"""One fast training loop, ``fit``, and batched prediction.
+"""One descent loop for training and for every gradient-based unlearning method.
 
-Explained in the opening chapter (``book/01_unlearning_problem.ipynb``); the batch
-hook is used by the mnemonic-code chapter.
+Explained in the opening chapter (``book/01_unlearning_problem.ipynb``); the batch hook is
+used by the mnemonic-code chapter.
 
-Batches are sliced from device-resident tensors (no DataLoader, no host copies),
-augmentation runs batched on the device, and on CUDA the forward pass runs under
-bf16 autocast with channels-last memory.
+* :func:`descend` takes gradient steps on ``loss_fn(model, *batch)`` over mini-batches: the
+  optimiser and schedule, progress bar, step cap (two steps in a dry run), early stop and the
+  divergence check (:class:`DivergedError`) live here once. Every method that takes gradient
+  steps (finetune, NegGrad, random labels, boundary shrinking, JiT, relabelling, ...) runs
+  through it.
+* :func:`fit` is :func:`descend` with cross-entropy on labelled data, augmentation and a hook.
+* Batches are sliced from device-resident tensors (:func:`batches`, no DataLoader), and
+  augmentation runs batched on the device (:func:`augment`).
+* Mixed precision (bf16 autocast, channels-last on CUDA) is for *training* only:
+  :func:`predict`, :func:`accuracy` and every metric run in float32 on every device.
 """
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import augment as _augment
-from .data import batches
+from . import profiles
+
+
+class DivergedError(ValueError):
+    """An unlearning method (or training) produced non-finite weights or losses.
+
+    ``method`` names who diverged and ``step`` the first step with a non-finite loss (or
+    ``None`` when only the final weights were checked). A subclass of ``ValueError`` so that
+    callers written for the old error keep working.
+    """
+
+    def __init__(self, message: str, method: str = "", step: int | None = None):
+        super().__init__(message)
+        self.method, self.step = method, step
 
 
 @dataclass
@@ -30,7 +48,51 @@ class History:
     eval_acc: list = field(default_factory=list)
     seconds: float = 0.0
     epochs: int = 0
+    steps: int = 0
+    stopped_early: bool = False
 
+
+# ----------------------------------------------------------------------------- batches
+
+def batches(*tensors: torch.Tensor, batch_size: int = 128, shuffle: bool = False,
+            generator: torch.Generator | None = None, drop_last: bool = False):
+    """Yield aligned mini-batches of device-resident tensors (no DataLoader, no copies to the host)."""
+    n = len(tensors[0])
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    order = (torch.randperm(n, generator=generator, device="cpu").to(tensors[0].device) if shuffle
+             else None)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for i in range(0, stop, batch_size):
+        if order is None:
+            yield tuple(t[i:i + batch_size] for t in tensors)
+        else:
+            j = order[i:i + batch_size]
+            yield tuple(t[j] for t in tensors)
+
+
+def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, generator: torch.Generator | None = None
+            ) -> torch.Tensor:
+    """Random crop (zero padding ``pad``) and horizontal flip for a whole batch, on its device."""
+    if x.dim() != 4:
+        return x
+    n, c, h, w = x.shape
+    dev = x.device
+    if pad > 0:
+        xp = F.pad(x, (pad, pad, pad, pad))
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
+        rows = dy[:, None] + torch.arange(h, device=dev)[None]
+        cols = dx[:, None] + torch.arange(w, device=dev)[None]
+        x = xp[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+               rows[:, None, :, None], cols[:, None, None, :]]
+    if flip:
+        m = (torch.rand(n, generator=generator) < 0.5).to(dev)
+        x = torch.where(m[:, None, None, None], x.flip(3), x)
+    return x
+
+
+# ----------------------------------------------------------------------------- checks and evaluation
 
 def check_inputs(model: nn.Module, x: torch.Tensor) -> None:
     """Raise a clear error when ``x`` does not have the shape the model was built for."""
@@ -46,35 +108,36 @@ def _device(model):
     return next(model.parameters()).device
 
 
-def _autocast(device, amp):
-    use = (device.type == "cuda") if amp is None else amp
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(use and device.type == "cuda"))
-
-
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, amp: bool | None = None) -> torch.Tensor:
-    """Logits (float32) for all of ``x``, in eval mode, batched."""
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Logits for all of ``x``, in eval mode, batched, in float32 on every device."""
     check_inputs(model, x)
     was = model.training
     model.eval()
     dev = _device(model)
-    out = []
-    with _autocast(dev, amp):
-        for (xb,) in batches(x, batch_size=batch_size):
-            out.append(model(xb.to(dev)).float())
+    out = [model(xb.to(dev)).float() for (xb,) in batches(x, batch_size=batch_size)]
     model.train(was)
     if not out:
         return torch.empty(0, getattr(model, "arch", {}).get("num_classes", 0), device=dev)
     return torch.cat(out)
 
 
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Top-1 accuracy in percent; NaN for an empty set."""
+    if len(x) == 0:
+        return float("nan")
+    return 100.0 * (predict(model, x, batch_size).argmax(1) == y.to(_device(model))).float().mean().item()
+
+
+# ----------------------------------------------------------------------------- optimiser and schedule
+
 def make_optimizer(params, optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9,
                    weight_decay: float = 5e-4):
-    opt = optimizer.lower()
-    if lr <= 0 or not math.isfinite(lr):
-        raise ValueError(f"The learning rate must be a positive number, got {lr}.")
+    opt = str(optimizer).lower()
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0 or not math.isfinite(lr):
+        raise ValueError(f"The learning rate must be a positive number, got {lr!r}.")
     if opt == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=False)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if opt == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if opt == "adamw":
@@ -98,88 +161,169 @@ def make_schedule(opt, schedule: str, total_steps: int, steps_per_epoch: int, lr
     raise ValueError(f"Unknown schedule {schedule!r}: choose constant, cosine, step or onecycle.")
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 10, batch_size: int = 128,
-        lr: float = 0.1, optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 5e-4,
-        schedule: str = "cosine", milestones=(0.5, 0.75), gamma: float = 0.1, augment: bool = False,
-        label_smoothing: float = 0.0, hook: Callable | None = None, eval_data=None, amp: bool | None = None,
-        channels_last: bool | None = None, clip_grad: float | None = None, progress: bool | None = None,
-        seed: int | None = None, desc: str = "fit") -> History:
-    """Train ``model`` in place with cross-entropy; returns a :class:`History`.
+def _autocast(device: torch.device, amp: bool | None):
+    use = device.type == "cuda" if amp is None else bool(amp)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use and device.type == "cuda")
 
-    ``hook(xb, yb, epoch, step) -> (xb, yb)`` may rewrite each batch before the forward
-    pass (the mnemonic-code chapter replaces samples by class codes there).
-    ``eval_data=(x, y)`` records test accuracy after each epoch.
+
+def _non_finite_weights(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+
+
+def check_diverged(model: nn.Module, method: str, step: int | None = None, hint: str = "") -> None:
+    """Raise :class:`DivergedError` when any weight of ``model`` is NaN or infinite."""
+    bad = _non_finite_weights(model)
+    if bad:
+        where = f" at step {step}" if step is not None else ""
+        raise DivergedError(f"{method} diverged{where}: the weights {', '.join(bad[:3])}"
+                            f"{' ...' if len(bad) > 3 else ''} became NaN or infinite."
+                            f"{' ' + hint if hint else ''}", method=method, step=step)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def descend(model: nn.Module, data: Callable[[int], Iterable] | Iterable, loss_fn: Callable, *,
+            epochs: int = 1, lr: float = 0.01, optimizer: str = "sgd", momentum: float = 0.9,
+            weight_decay: float = 0.0, schedule: str = "constant", steps_per_epoch: int | None = None,
+            max_steps: int | None = None, stop: Callable[[nn.Module], bool] | None = None,
+            stop_every: int = 1, clip_grad: float | None = None, amp: bool | None = False,
+            params=None, train_mode: bool = True, progress: bool | None = None, desc: str = "descend",
+            hint: str = "lower the learning rate", on_epoch: Callable | None = None) -> History:
+    """Take gradient steps on ``loss_fn(model, *batch)`` and return a :class:`History`.
+
+    ``data`` is either a callable ``epoch -> iterable of batches`` (fresh shuffling each epoch)
+    or a re-iterable of batches (tuples of tensors). ``loss_fn`` returns a scalar loss tensor.
+    ``max_steps`` caps the total number of steps (a dry run caps it at two); ``stop(model)``,
+    evaluated every ``stop_every`` steps, ends the loop early when it returns ``True``. A loss
+    or weight that becomes NaN or infinite raises :class:`DivergedError` naming ``desc`` and
+    the first bad step. ``train_mode=False`` keeps the model in eval mode (frozen batch norm).
+    ``on_epoch(epoch, mean_loss)`` is called after each epoch. Mixed precision only with
+    ``amp=True`` (or ``None``: on CUDA).
     """
-    from tqdm.auto import tqdm
-
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}.")
     if progress is None:
-        progress = os.environ.get("UNLEARNKIT_PROGRESS", "1") not in ("0", "false", "no")
+        progress = profiles.progress_default()
+    max_steps = profiles.active().cap(max_steps)
+    dev = _device(model)
+    params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
+    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
+    total = epochs * steps_per_epoch if steps_per_epoch else None
+    if max_steps is not None and total is not None:
+        total = min(total, max_steps)
+    sched = make_schedule(opt, schedule, total or max(1, epochs), steps_per_epoch or 1, lr) \
+        if schedule != "constant" else None
+    hist = History()
+    first_bad = torch.full((), -1, dtype=torch.long, device=dev)
+    step = 0
+    t0 = time.perf_counter()
+    from tqdm.auto import tqdm
+    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
+    try:
+        for epoch in range(epochs):
+            model.train(train_mode)
+            tot, n = torch.zeros((), device=dev), 0
+            for batch in (data(epoch) if callable(data) else data):
+                if max_steps is not None and step >= max_steps:
+                    break
+                with _autocast(dev, amp):
+                    loss = loss_fn(model, *batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip_grad:
+                    nn.utils.clip_grad_norm_(params, clip_grad)
+                opt.step()
+                if sched is not None and (total is None or step < total):
+                    sched.step()
+                ld = loss.detach().float()
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(ld), torch.tensor(step, device=dev),
+                                        first_bad)
+                tot += ld
+                n += 1
+                step += 1
+                bar.update(1)
+                if stop is not None and step % stop_every == 0 and stop(model):
+                    hist.stopped_early = True
+                    break
+            hist.loss.append(float(tot) / max(n, 1))
+            hist.epochs = epoch + 1
+            if int(first_bad) >= 0 or not math.isfinite(hist.loss[-1]):
+                raise DivergedError(f"{desc} diverged at step {int(first_bad)} (epoch {epoch}): the loss became "
+                                    f"NaN or infinite; {hint} (now {lr}).", method=desc, step=int(first_bad))
+            if on_epoch is not None:
+                on_epoch(epoch, hist.loss[-1])
+            bar.set_postfix(loss=f"{hist.loss[-1]:.3f}")
+            if hist.stopped_early or (max_steps is not None and step >= max_steps):
+                break
+    finally:
+        bar.close()
+    check_diverged(model, desc, step, hint=hint[0].upper() + hint[1:] + ".")
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    hist.seconds = time.perf_counter() - t0
+    hist.steps = step
+    return hist
 
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}.")
+
+def _shuffled(x, y, batch_size, gen, augment_on, hook):
+    """The batch source of :func:`fit`: shuffled, augmented, hooked."""
+    def epoch_batches(epoch):
+        for step, (xb, yb) in enumerate(batches(x, y, batch_size=batch_size, shuffle=True, generator=gen)):
+            if augment_on:
+                xb = augment(xb, generator=gen)
+            if hook is not None:
+                xb, yb = hook(xb, yb, epoch, step)
+            yield xb, yb
+    return epoch_batches
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 10, batch_size: int = 128,
+        lr: float = 0.1, augment: bool = False, label_smoothing: float = 0.0, hook: Callable | None = None,
+        eval_data=None, channels_last: bool | None = None, seed: int | None = None, desc: str = "fit",
+        **loop) -> History:
+    """Train ``model`` in place with cross-entropy on ``(x, y)``; returns a :class:`History`.
+
+    ``hook(xb, yb, epoch, step) -> (xb, yb)`` may rewrite each batch before the forward pass
+    (the mnemonic-code chapter replaces samples by class codes there). ``eval_data=(x, y)``
+    records test accuracy after each epoch. ``loop`` goes to :func:`descend` (optimizer,
+    momentum, weight_decay (default 5e-4), schedule (default cosine), clip_grad, amp,
+    progress, max_steps, stop, ...).
+    """
     if len(x) == 0:
         raise ValueError("Cannot train on an empty set.")
     check_inputs(model, x)
     dev = _device(model)
     x, y = x.to(dev), y.to(dev)
-    if channels_last is None:
-        channels_last = dev.type == "cuda" and x.dim() == 4
+    channels_last = dev.type == "cuda" and x.dim() == 4 if channels_last is None else channels_last
     if channels_last:
         model.to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], optimizer, lr, momentum, weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(x) / batch_size))
-    sched = make_schedule(opt, schedule, epochs * steps_per_epoch, steps_per_epoch, lr, milestones, gamma)
+    correct = [0, 0]
+
+    def ce(m, xb, yb):
+        xb = xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
+        out = m(xb)
+        correct[0] += (out.argmax(1) == yb).sum()
+        correct[1] += len(yb)
+        return F.cross_entropy(out.float(), yb, label_smoothing=label_smoothing)
+
     hist = History()
-    t0 = time.perf_counter()
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
-    for epoch in bar:
-        model.train()
-        tot_loss = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev)
-        seen = 0
-        for step, (xb, yb) in enumerate(batches(x, y, batch_size=batch_size, shuffle=True, generator=gen)):
-            if augment:
-                xb = _augment(xb, generator=gen)
-            if hook is not None:
-                xb, yb = hook(xb, yb, epoch, step)
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with _autocast(dev, amp):
-                out = model(xb)
-                loss = F.cross_entropy(out.float(), yb, label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-            opt.step()
-            if sched is not None:
-                sched.step()
-            tot_loss += loss.detach() * len(yb)
-            correct += (out.argmax(1) == yb).sum()
-            seen += len(yb)
-        hist.loss.append(float(tot_loss) / seen)
-        hist.train_acc.append(100.0 * float(correct) / seen)
-        if not math.isfinite(hist.loss[-1]):
-            raise FloatingPointError(f"Training diverged at epoch {epoch} (loss {hist.loss[-1]}): "
-                                     f"lower the learning rate (now {lr}).")
+
+    def on_epoch(epoch, loss):
+        hist.train_acc.append(100.0 * float(correct[0]) / max(correct[1], 1))
+        correct[:] = [0, 0]
         if eval_data is not None:
             hist.eval_acc.append(accuracy(model, *eval_data))
-            bar.set_postfix(loss=f"{hist.loss[-1]:.3f}", test=f"{hist.eval_acc[-1]:.1f}")
-        else:
-            bar.set_postfix(loss=f"{hist.loss[-1]:.3f}")
+
+    loop.setdefault("momentum", 0.9)
+    loop.setdefault("weight_decay", 5e-4)
+    loop.setdefault("schedule", "cosine")
+    loop.setdefault("amp", None)
+    loop.setdefault("hint", "lower the learning rate")
+    h = descend(model, _shuffled(x, y, batch_size, gen, augment, hook), ce, epochs=epochs, lr=lr,
+                steps_per_epoch=max(1, math.ceil(len(x) / batch_size)), desc=desc, on_epoch=on_epoch, **loop)
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    hist.seconds = time.perf_counter() - t0
-    hist.epochs = epochs
     model.eval()
-    return hist
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Top-1 accuracy in percent; NaN for an empty set."""
-    if len(x) == 0:
-        return float("nan")
-    return 100.0 * (predict(model, x, batch_size).argmax(1) == y.to(_device(model))).float().mean().item()
+    h.train_acc, h.eval_acc = hist.train_acc, hist.eval_acc
+    return h

@@ -21,7 +21,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .data import Dataset, atomic_save, default_root
+from . import profiles
+from .cache import atomic_save
+from .data import Dataset
 from .models import build_model, check_finite
 from .profiles import set_seed
 from .tasks import Task, as_task
@@ -82,7 +84,7 @@ def cached(config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Mod
     """Generic load-or-train: ``build()`` makes the untrained model, ``train(model)`` trains it in place
     and may return a dict of info stored with the weights."""
     key = config_key({**config, "zoo_version": ZOO_VERSION})
-    root = Path(cache_dir) if cache_dir is not None else default_root() / "zoo"
+    root = Path(cache_dir) if cache_dir is not None else profiles.active().zoo_root
     path = root / f"{name}-{key}.pt"
     model = build()
     if path.exists() and not retrain:
@@ -113,8 +115,8 @@ def cached(config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Mod
 
 
 def train_or_load(task: Task | Dataset, which: str = "original", model: str = "resnet18", *, epochs: int = 10,
-                  seed: int = 0, model_kwargs: dict | None = None, hook: Callable | None = None,
-                  tag: str | None = None, cache_dir=None, retrain: bool = False, progress: bool = True,
+                  seed: int | None = None, model_kwargs: dict | None = None, hook: Callable | None = None,
+                  tag: str | None = None, cache_dir=None, retrain: bool = False, progress: bool | None = None,
                   verbose: bool = True, **fit_kwargs) -> nn.Module:
     """The ``original`` model (trained on all training data) or the ``retrain`` gold standard
     (trained from scratch on the retain set only), loaded from the cache when it exists.
@@ -122,6 +124,7 @@ def train_or_load(task: Task | Dataset, which: str = "original", model: str = "r
     ``fit_kwargs`` go to :func:`unlearnkit.fit`. A batch ``hook`` must come with a ``tag``
     naming it, because functions cannot be hashed into the cache key.
     """
+    seed = profiles.active().seed if seed is None else seed
     which = which.lower()
     if which not in ("original", "retrain"):
         raise ValueError(f"which must be 'original' or 'retrain', got {which!r}.")

@@ -4,9 +4,13 @@ Every unlearning method is ``new_model = method(model, task, **hyperparameters)`
 :func:`register` wraps a function so that it
 
 * receives a deep copy of ``model`` (the caller's model is never mutated),
-* receives ``task.view(access)``: asking for data beyond the access level raises
+* receives ``TaskView(task, access)``: asking for data beyond the access level raises
   :class:`~unlearnkit.tasks.AccessError`,
-* records the wall time of the call (CUDA-synchronised) in ``new_model.unlearn_info``.
+* records the wall time of the call (CUDA-synchronised) in ``new_model.unlearn_info``, the one
+  clock every table uses, together with the method's extra outputs: a method may return
+  ``(model, info_dict)`` and ``info_dict`` is merged into ``unlearn_info``,
+* raises :class:`~unlearnkit.training.DivergedError` (a ``ValueError``) naming the method when
+  the weights it returns are not finite.
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import time
 import torch
 
 from ..models import check_finite, clone
-from ..tasks import ACCESS, TaskView, as_task
+from ..tasks import ACCESS, TaskView
+from ..training import DivergedError, check_diverged
 
 REGISTRY: dict = {}
 
@@ -41,15 +46,24 @@ def register(name: str, access: str, paper: str = ""):
             if not isinstance(model, torch.nn.Module):
                 raise TypeError(f"{name}: the first argument must be a torch model, got {type(model).__name__}.")
             check_finite(model, f"model given to {name}")
-            view = TaskView(as_task(task), access, name)
+            view = TaskView(task, access, name)
             work = clone(model)
             _sync(work)
             t0 = time.perf_counter()
-            out = fn(work, view, **hp)
+            try:
+                out = fn(work, view, **hp)
+            except DivergedError as e:
+                e.method = name
+                raise
+            info = {}
+            if isinstance(out, tuple):
+                out, info = out
             _sync(out)
             seconds = time.perf_counter() - t0
+            check_diverged(out, name, hint="Lower its learning rate or step size.")
             out.eval()
-            out.unlearn_info = {"method": name, "seconds": seconds, "access": access, "hyperparameters": hp}
+            out.unlearn_info = {"method": name, "seconds": seconds, "access": access, "hyperparameters": hp,
+                                **info}
             return out
         wrapper.access = access
         wrapper.method_name = name
@@ -60,7 +74,7 @@ def register(name: str, access: str, paper: str = ""):
 
 
 def get_method(name: str):
-    if name not in REGISTRY:
+    if not isinstance(name, str) or name not in REGISTRY:
         raise ValueError(f"Unknown method {name!r}: registered are {', '.join(sorted(REGISTRY))}.")
     return REGISTRY[name]
 
@@ -71,3 +85,9 @@ def runtime(model) -> float:
     if info is None:
         raise ValueError("This model was not produced by a registered unlearning method.")
     return info["seconds"]
+
+
+def seed_or_active(seed):
+    """``seed``, or the active profile's seed when ``None``."""
+    from .. import profiles
+    return profiles.active().seed if seed is None else seed

@@ -7,96 +7,125 @@ Explained in the opening chapter (``book/01_unlearning_problem.ipynb``).
   5 epochs, lr 0.02.
 * ``neggrad``: gradient *ascent* on D_f (optionally with a retain term, "NegGrad+").
 * ``random_labels``: Amnesiac unlearning (Graves et al. 2021): D_f with random wrong
-  labels mixed into D_r; SSD benchmark: 3 epochs, lr 1e-4.
+  labels mixed into D_r; the SSD benchmark: Adam, lr 1e-4, 3 epochs (our default).
 * ``fisher_forgetting``: Golatkar et al. 2020: Gaussian noise with variance ∝ F_r^{-1}
   (the Fisher of the retain set), so weights the retain set does not need are scrambled.
+
+All gradient steps run through :func:`unlearnkit.training.descend` (via ``fit``).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ..data import batches
+from .. import validate
 from ..fisher import diag_fisher
-from ..models import check_finite, rebuild
+from ..models import rebuild
 from ..profiles import set_seed
-from ..training import fit, make_optimizer
-from ._registry import register
+from ..training import batches, descend, fit
+from ._registry import register, seed_or_active
 
 
 @register("retrain", access="retain", paper="gold standard")
-def retrain(model, task, epochs: int = 10, seed: int = 0, **fit_kwargs):
+def retrain(model, task, epochs: int = 10, seed: int | None = None, **fit_kwargs):
     """Train a freshly initialised twin of ``model`` on the retain set only."""
+    seed = seed_or_active(seed)
     set_seed(seed)
     fresh = rebuild(model)
     x, y = task.retain_set()
     fit_kwargs.setdefault("augment", task.augment)
-    fit(fresh, x, y, epochs=epochs, seed=seed, desc="retrain", progress=fit_kwargs.pop("progress", False), **fit_kwargs)
+    fit_kwargs.setdefault("progress", False)
+    fit(fresh, x, y, epochs=epochs, seed=seed, desc="retrain", **fit_kwargs)
     return fresh
 
 
 @register("finetune", access="retain", paper="baseline (e.g. Golatkar et al. 2020)")
-def finetune(model, task, epochs: int = 5, lr: float = 0.02, batch_size: int = 128, seed: int = 0, **fit_kwargs):
-    """Continue training on D_r alone, so D_f is forgotten catastrophically."""
+def finetune(model, task, epochs: int = 5, lr: float = 0.02, batch_size: int = 128, seed: int | None = None,
+             **fit_kwargs):
+    """Continue training on D_r alone (constant lr), so D_f is forgotten catastrophically."""
     x, y = task.retain_set()
     fit_kwargs.setdefault("schedule", "constant")
-    fit(model, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, desc="finetune", progress=fit_kwargs.pop("progress", False), **fit_kwargs)
+    fit_kwargs.setdefault("progress", False)
+    fit_kwargs.setdefault("augment", task.augment)
+    fit(model, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed_or_active(seed), desc="finetune",
+        **fit_kwargs)
     return model
 
 
 @register("neggrad", access="forget+retain", paper="baseline (Golatkar et al. 2020)")
 def neggrad(model, task, epochs: int = 1, lr: float = 0.01, batch_size: int = 64, retain_weight: float = 0.0,
-            momentum: float = 0.9, seed: int = 0):
-    """Gradient ascent on D_f: minimise −CE(f(x_f), y_f) [+ retain_weight · CE on a D_r batch]."""
+            momentum: float = 0.9, seed: int | None = None, max_steps: int | None = None):
+    """Gradient ascent on D_f: minimise −CE(f(x_f), y_f) [+ retain_weight · CE on a D_r batch].
+
+    Ascent is unbounded: a too-large ``lr`` sends the weights to infinity, which raises
+    :class:`~unlearnkit.DivergedError` (a comparison records it as a diverged row).
+    """
+    validate.non_negative("retain_weight", retain_weight)
     xf, yf = task.forget_set()
     xr, yr = task.retain_set() if retain_weight > 0 else (None, None)
-    opt = make_optimizer(model.parameters(), "sgd", lr, momentum, 0.0)
-    g = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        for xb, yb in batches(xf, yf, batch_size=batch_size, shuffle=True, generator=g):
-            loss = -F.cross_entropy(model(xb), yb)
-            if retain_weight > 0:
-                j = torch.randint(0, len(xr), (len(xb),), generator=g).to(xr.device)
-                loss = loss + retain_weight * F.cross_entropy(model(xr[j]), yr[j])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    # gradient ascent is unbounded: a too-large lr sends the weights to inf/NaN, which must
-    # not reach evaluation as a model
-    check_finite(model, f"model after neggrad (lr={lr}, epochs={epochs})")
+    g = torch.Generator().manual_seed(seed_or_active(seed))
+
+    def loss_fn(m, xb, yb):
+        loss = -F.cross_entropy(m(xb), yb)
+        if retain_weight > 0:
+            j = torch.randint(0, len(xr), (len(xb),), generator=g).to(xr.device)
+            loss = loss + retain_weight * F.cross_entropy(m(xr[j]), yr[j])
+        return loss
+
+    descend(model, lambda e: batches(xf, yf, batch_size=batch_size, shuffle=True, generator=g), loss_fn,
+            epochs=epochs, lr=lr, momentum=momentum, max_steps=max_steps, desc="neggrad",
+            hint="lower lr or epochs (gradient ascent is unbounded)")
     return model
 
 
 @register("random_labels", access="forget+retain", paper="Graves et al. 2021 (amnesiac)")
-def random_labels(model, task, epochs: int = 3, lr: float = 1e-4, batch_size: int = 128, seed: int = 0,
-                  **fit_kwargs):
-    """Amnesiac unlearning: relabel D_f with random *wrong* labels and train on D_r ∪ relabelled D_f."""
+def random_labels(model, task, epochs: int = 3, lr: float = 1e-4, batch_size: int = 128, optimizer: str = "adam",
+                  seed: int | None = None, **fit_kwargs):
+    """Amnesiac unlearning: relabel D_f with random *wrong* labels and train on D_r ∪ relabelled D_f.
+
+    Defaults follow the SSD benchmark code that the JiT paper uses: Adam, lr 1e-4, 3 epochs,
+    constant learning rate. (With SGD at 1e-4 the model barely moves; the opening chapter
+    shows both.)
+    """
+    seed = seed_or_active(seed)
     xf, yf = task.forget_set()
     xr, yr = task.retain_set()
     g = torch.Generator().manual_seed(seed)
     k = task.num_classes
-    shift = torch.randint(1, k, (len(yf),), generator=g).to(yf.device)
-    wrong = (yf + shift) % k           # never the true label
+    wrong = (yf + torch.randint(1, k, (len(yf),), generator=g).to(yf.device)) % k    # never the true label
     fit_kwargs.setdefault("schedule", "constant")
+    fit_kwargs.setdefault("progress", False)
+    fit_kwargs.setdefault("weight_decay", 0.0)
     fit(model, torch.cat([xr, xf]), torch.cat([yr, wrong]), epochs=epochs, lr=lr, batch_size=batch_size,
-        seed=seed, desc="random labels", progress=fit_kwargs.pop("progress", False), **fit_kwargs)
+        optimizer=optimizer, seed=seed, desc="random labels", **fit_kwargs)
     return model
+
+
+def _fisher_variance(fisher, p, alpha, max_var, is_head):
+    """Eq. 9 of Golatkar et al. with the benchmarks' clipping: α · min(1 / F, max_var), averaged over
+    dim 1 of weight tensors (the input units, as the SSD benchmark does), ×10 for heads and biases."""
+    var = (1.0 / (fisher + 1e-8)).clamp(max=max_var / 10 if is_head else max_var)
+    var = alpha * var
+    if p.dim() > 1:
+        var = var.mean(dim=1, keepdim=True).expand_as(p).clone()
+    return var
 
 
 @register("fisher_forgetting", access="retain", paper="Golatkar et al. 2020")
 def fisher_forgetting(model, task, alpha: float = 1e-6, max_var: float = 1e3, batch_size: int = 64,
-                      n_samples: int | None = None, seed: int = 0):
+                      n_samples: int | None = None, seed: int | None = None):
     """Fisher forgetting (Golatkar, Achille, Soatto 2020, Eq. 9 with the diagonal Fisher).
 
     Adds Gaussian noise with variance ``alpha / F_r`` to every weight, F_r the *true*
     diagonal Fisher of the retain set: weights the retain set is insensitive to are
-    scrambled, the others barely move. As in the benchmarks that use it, the variance is
-    clipped at ``max_var`` (and at ``max_var / 10`` for the classifier layer), averaged over
-    each output unit of weight matrices, and the forgotten classes' output weights are set
-    to zero with a tiny variance (class forgetting only). ``n_samples`` subsamples D_r to
-    keep the Fisher affordable.
+    scrambled, the others barely move. As in the SSD benchmark code, the variance is
+    clipped at ``max_var`` (``max_var / 10`` for the classifier layer), averaged over dim 1 of
+    each weight tensor (input units; for a conv kernel the kernel positions are kept), and the
+    forgotten classes' output weights are set to zero with a tiny variance (class forgetting
+    only). ``n_samples`` subsamples D_r to keep the Fisher affordable.
     """
+    validate.positive("alpha", alpha)
+    seed = seed_or_active(seed)
     x, y = task.retain_set()
     set_seed(seed)
     if n_samples is not None and n_samples < len(x):
@@ -110,19 +139,13 @@ def fisher_forgetting(model, task, alpha: float = 1e-6, max_var: float = 1e3, ba
         for n, p in model.named_parameters():
             if n not in fisher:
                 continue
-            var = (1.0 / (fisher[n] + 1e-8)).clamp(max=max_var)
             is_head = p.shape[0] == k and p.dim() <= 2
-            if is_head:
-                var = var.clamp(max=max_var / 10)
-            var = alpha * var
-            if p.dim() > 1:
-                var = var.mean(dim=tuple(range(1, p.dim())), keepdim=True).expand_as(p).clone()
+            var = _fisher_variance(fisher[n], p, alpha, max_var, is_head)
             mu = p.detach().clone()
             if is_head and forget:
                 mu[forget] = 0.0
                 var[forget] = 1e-4
             if is_head or p.dim() == 1:
                 var = var * 10
-            noise = torch.randn(p.shape, generator=g).to(p.device)
-            p.copy_(mu + var.sqrt() * noise)
+            p.copy_(mu + var.sqrt() * torch.randn(p.shape, generator=g).to(p.device))
     return model

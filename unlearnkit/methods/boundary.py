@@ -15,7 +15,7 @@ momentum 0.9, 10 epochs.
 Faithful details: the attacked model is the frozen original, so y_nbi does not change
 between epochs and is computed once (their loop recomputes the same labels each step);
 when FGSM fails to cross a boundary, y_nbi equals y and that sample is simply trained on
-its own label, as in their code (``model.unlearn_hits`` records the share that crossed).
+its own label, as in their code (``unlearn_info["hits"]`` records the share that crossed).
 Their attack also rounds x' to 1/255 steps; we keep it continuous (digits are not 8-bit).
 Batch norm: ``bn="frozen"`` (default) fine-tunes in eval mode so forget-only batches do not
 overwrite the running statistics; ``bn="batch"`` fine-tunes in training mode.
@@ -25,11 +25,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import validate
 from ..attacks import fgsm
-from ..data import batches
-from ..models import check_finite, clone
-from ..training import make_optimizer
-from ._registry import register
+from ..models import clone
+from ..training import batches, descend, predict
+from ._registry import register, seed_or_active
 
 
 def nearest_false_labels(model, x: torch.Tensor, y: torch.Tensor, bound: float = 0.1,
@@ -51,27 +51,53 @@ def nearest_false_labels(model, x: torch.Tensor, y: torch.Tensor, bound: float =
 
 @register("boundary_shrink", access="forget", paper="Chen et al. 2023 (Boundary Unlearning: shrinking)")
 def boundary_shrink(model, task, bound: float = 0.1, lr: float = 1e-5, epochs: int = 10, batch_size: int = 128,
-                    momentum: float = 0.9, bn: str = "frozen", seed: int = 0):
-    """Fine-tune on the forget set relabelled with its nearest false labels (Chen et al. 2023)."""
-    if bn not in ("frozen", "batch"):
-        raise ValueError(f"bn must be 'frozen' or 'batch', got {bn!r}.")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+                    momentum: float = 0.9, bn: str = "frozen", seed: int | None = None):
+    """Fine-tune on the forget set relabelled with its nearest false labels (Chen et al. 2023).
+
+    ``unlearn_info["hits"]`` is the share of forget samples whose FGSM neighbour crossed a boundary.
+    """
+    validate.choice("bn", bn, ("frozen", "batch"))
+    validate.integer("epochs", epochs)
     xf, yf = task.forget_set()
     ref = clone(model).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
     y_nbi = nearest_false_labels(ref, xf, yf, bound)
     del ref
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], "sgd", lr, momentum, 0.0)
-    g = torch.Generator().manual_seed(seed)
-    model.train(bn == "batch")
-    for _ in range(epochs):
-        for xb, yb in batches(xf, y_nbi, batch_size=batch_size, shuffle=True, generator=g):
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    check_finite(model, "model after boundary shrinking (lower lr)")
-    model.unlearn_hits = float((y_nbi != yf).float().mean())
-    return model
+    g = torch.Generator().manual_seed(seed_or_active(seed))
+    descend(model, lambda e: batches(xf, y_nbi, batch_size=batch_size, shuffle=True, generator=g),
+            lambda m, xb, yb: F.cross_entropy(m(xb), yb), epochs=epochs, lr=lr, momentum=momentum,
+            train_mode=bn == "batch", desc="boundary_shrink")
+    return model, {"hits": float((y_nbi != yf).float().mean())}
+
+
+def nearest_wrong_labels(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The model's highest-scoring class other than the true one, for each sample."""
+    logits = predict(model, x).clone()
+    logits[torch.arange(len(y), device=logits.device), y.to(logits.device)] = -float("inf")
+    return logits.argmax(1).to(y.device)
+
+
+@register("relabel", access="forget", paper="naive baseline (the JiT paper's Figure 2)")
+def relabel(model, task, lr: float = 1e-2, max_steps: int = 200, batch_size: int = 128, momentum: float = 0.0,
+            bn: str = "frozen", seed: int | None = None):
+    """Naive unlearning by relabelling: gradient descent on CE(f(x_f), y') with y' each forget sample's
+    *nearest wrong class* (the original model's highest-scoring wrong class), until every forget sample
+    is predicted as its wrong label or ``max_steps`` steps were taken.
+
+    ``unlearn_info``: ``steps`` taken and ``relabelled`` (share of D_f predicted as its new label).
+    """
+    validate.choice("bn", bn, ("frozen", "batch"))
+    validate.integer("max_steps", max_steps)
+    xf, yf = task.forget_set()
+    wrong = nearest_wrong_labels(model, xf, yf)
+    g = torch.Generator().manual_seed(seed_or_active(seed))
+
+    def done(m):
+        return bool((predict(m, xf).argmax(1) == wrong.to(xf.device)).all())
+
+    h = descend(model, lambda e: batches(xf, wrong, batch_size=batch_size, shuffle=True, generator=g),
+                lambda m, xb, yb: F.cross_entropy(m(xb), yb), epochs=max_steps, max_steps=max_steps, lr=lr,
+                momentum=momentum, stop=done, train_mode=bn == "batch", desc="relabel")
+    hit = float((predict(model, xf).argmax(1) == wrong.to(xf.device)).float().mean())
+    return model, {"steps": h.steps, "relabelled": hit}

@@ -50,10 +50,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import batches
-from ..models import Normalize, check_finite
-from ..training import check_inputs, make_optimizer, predict
-from ._registry import register
+from .. import validate
+from ..models import Normalize
+from ..training import batches, check_inputs, descend, predict
+from ._registry import register, seed_or_active
 
 BN_MODES = ("frozen", "batch")
 NOISE_SPACES = ("model", "input")
@@ -71,28 +71,9 @@ def _check_sigma(sigma) -> float:
     return float(sigma)
 
 
-def _check_int(name: str, v, lo: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}.")
-    return v
-
-
-def _check_clamp(clamp):
-    if clamp is None:
-        return None
-    try:
-        lo, hi = (float(c) for c in clamp)
-    except (TypeError, ValueError):
-        raise ValueError(f"clamp must be None or a pair (low, high), e.g. (0, 1) for images; got {clamp!r}.")
-    if not lo < hi:
-        raise ValueError(f"clamp=(low, high) needs low < high, got {clamp!r}.")
-    return lo, hi
-
-
-def _choice(name: str, v, options):
-    if v not in options:
-        raise ValueError(f"{name} must be one of {options}, got {v!r}.")
-    return v
+_check_int = validate.integer
+_check_clamp = validate.clamp_pair
+_choice = validate.choice
 
 
 # ----------------------------------------------------------------------------- the loss (Eq. 1)
@@ -178,7 +159,7 @@ def jit_loss(model: nn.Module, x: torch.Tensor, sigma: float, n_samples: int = 2
 def jit(model, task, sigma: float | None = None, lr: float | None = None, n_samples: int = 25,
         batch_size: int = 1, epochs: int = 1, bn: str = "frozen", clamp=None, detach_noisy: bool = True,
         noise_space: str = "model", output: str = "logits", optimizer: str = "sgd", momentum: float = 0.0,
-        seed: int = 0):
+        seed: int | None = None):
     """JiT unlearning (Algorithm 1): one pass over the forget set; for each sample (or batch of
     ``batch_size`` samples, losses summed) draw ``n_samples`` copies x + ξ, ξ ~ N(0, σ²), and take
     one optimiser step of learning rate ``lr`` on the loss of Eq. 1 (:func:`jit_loss`).
@@ -201,18 +182,16 @@ def jit(model, task, sigma: float | None = None, lr: float | None = None, n_samp
     _choice("bn", bn, BN_MODES)
     clamp = _check_clamp(clamp)
     xf, _ = task.forget_set()
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], optimizer, lr, momentum, 0.0)
-    g = torch.Generator().manual_seed(seed)
-    model.train(bn == "batch")
-    for _ in range(epochs):
-        for (xb,) in batches(xf, batch_size=batch_size, shuffle=True, generator=g):
-            loss = jit_loss(model, xb, sigma, n_samples, generator=g, clamp=clamp, detach_noisy=detach_noisy,
-                            noise_space=noise_space, output=output, reduction="sum")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    check_finite(model, "model after JiT (lower lr or sigma)")
-    return model
+    g = torch.Generator().manual_seed(seed_or_active(seed))
+
+    def loss_fn(m, xb):
+        return jit_loss(m, xb, sigma, n_samples, generator=g, clamp=clamp, detach_noisy=detach_noisy,
+                        noise_space=noise_space, output=output, reduction="sum")
+
+    h = descend(model, lambda e: batches(xf, batch_size=batch_size, shuffle=True, generator=g), loss_fn,
+                epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=0.0,
+                train_mode=bn == "batch", desc="jit", hint="lower lr or sigma")
+    return model, {"steps": h.steps}
 
 
 # ----------------------------------------------------------------------------- information of a sample (Defs 4.1-4.2)

@@ -58,7 +58,7 @@ import torch.nn as nn
 from ..fisher import diag_fisher
 from ..models import Normalize, check_finite
 from ..training import check_inputs, predict
-from ._registry import register
+from ._registry import register, seed_or_active
 
 CODE_DISTRIBUTIONS = ("normal", "uniform")
 POSINF_RULES = ("tensor_max", "dtype_max")
@@ -369,7 +369,7 @@ def mnemonic(model, task, lambda1: float = 1e-3, lambda2: float = 10.0, codes: t
     Only the forget class ids and the codes are used (access ``"class_ids"``). With
     ``check_codes`` a model that classifies fewer than half of its codes correctly is refused:
     it was not trained with them, and their Fisher information would say nothing about the data.
-    The result carries ``mnemonic_info``: the chosen sign, both candidates' A_R / E_F on the
+    The result's ``unlearn_info`` carries the chosen sign, both candidates' A_R / E_F on the
     codes, α per tensor, and the wall times of the Fisher step and of the perturbation.
     """
     lambda1, lambda2 = _check_lambda("lambda1", lambda1), _check_lambda("lambda2", lambda2)
@@ -392,13 +392,12 @@ def mnemonic(model, task, lambda1: float = 1e-3, lambda2: float = 10.0, codes: t
                              f"uk.methods.mnemonic_hook), so their Fisher information says nothing about the data. "
                              f"Pass check_codes=False to perturb anyway.")
     info = _one_shot(model, codes, labels, codes, labels, forget, retain, lambda1, lambda2, posinf)
-    model.mnemonic_info = {**info, "fisher_from": "codes", "n_per_class": 1}
-    return model
+    return model, {**info, "fisher_from": "codes", "n_per_class": 1}
 
 
 @register("mnemonic_with_data", access="forget+retain", paper="Yamashita et al. 2023 (ours-w-data, Sec. 4.3)")
 def mnemonic_with_data(model, task, n_per_class: int | None = 100, lambda1: float = 1e-3, lambda2: float = 10.0,
-                       posinf: str = "tensor_max", seed: int = 0):
+                       posinf: str = "tensor_max", seed: int | None = None):
     """The paper's "ours-w-data" ablation (Section 4.3): Algorithm 2 with the per-class Fisher
     computed from ``n_per_class`` real training images of each class (all of them when ``None``)
     instead of one code; the ± choice is scored on the same images. Needs the forget set and the
@@ -408,6 +407,7 @@ def mnemonic_with_data(model, task, n_per_class: int | None = 100, lambda1: floa
     if n_per_class is not None and (isinstance(n_per_class, bool) or not isinstance(n_per_class, int)
                                     or n_per_class < 1):
         raise ValueError(f"n_per_class must be a positive integer or None (all samples), got {n_per_class!r}.")
+    seed = seed_or_active(seed)
     forget, retain = _classes(task)
     xf, yf = task.forget_set()
     if n_per_class is None:
@@ -423,5 +423,4 @@ def mnemonic_with_data(model, task, n_per_class: int | None = 100, lambda1: floa
         xf, yf = xf[keep], yf[keep]
     x, y = torch.cat([xf, xr]), torch.cat([yf, yr])
     info = _one_shot(model, x, y, x, y, forget, retain, lambda1, lambda2, posinf)
-    model.mnemonic_info = {**info, "fisher_from": "data", "n_per_class": n_per_class}
-    return model
+    return model, {**info, "fisher_from": "data", "n_per_class": n_per_class}

@@ -1,0 +1,177 @@
+"""Library v2: one profile, one descent loop, divergence as a result, results with spread, dry-run caps."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import unlearnkit as uk
+from unlearnkit import profiles
+
+from conftest import tiny_mlp
+
+
+@pytest.fixture(autouse=True)
+def _fresh_profile():
+    profiles.reset()
+    yield
+    profiles.reset()
+
+
+# ----------------------------------------------------------------------------- one source of truth
+
+def test_profile_config_and_uk_config_follow_the_active_profile(monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_PROFILE", "quick")
+    C = {"smoke": {"n": 1}, "quick": {"n": 2}, "full": {"n": 3}}
+    P = uk.profile("smoke", device="cpu", quiet=True)
+    assert P.config(C).n == 1
+    assert uk.config(C).n == 1            # today's bug: uk.config read the environment again
+    assert uk.config(C, "full").n == 3
+
+
+def test_seed_comes_from_the_environment_and_seeds_everything(monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_SEED", "3")
+    P = uk.profile("smoke", device="cpu", quiet=True)
+    assert P.seed == 3
+    a = torch.rand(3)
+    uk.profile("smoke", device="cpu", quiet=True)
+    assert torch.equal(a, torch.rand(3))
+    assert uk.profile("smoke", seed=5, device="cpu", quiet=True).seed == 5
+    monkeypatch.setenv("UNLEARNKIT_SEED", "x")
+    with pytest.raises(ValueError, match="UNLEARNKIT_SEED must be an integer"):
+        uk.profile("smoke", device="cpu", quiet=True)
+
+
+def test_train_or_load_and_methods_default_to_the_active_seed(digits, tmp_path):
+    uk.profile("smoke", seed=1, device="cpu", quiet=True)
+    kw = dict(model="mlp", epochs=1, lr=0.05, verbose=False, progress=False, cache_dir=tmp_path)
+    a = uk.train_or_load(digits, "original", **kw)
+    b = uk.train_or_load(digits, "original", seed=1, **kw)
+    c = uk.train_or_load(digits, "original", seed=0, **kw)
+    assert a.zoo_path == b.zoo_path != c.zoo_path
+
+
+def test_check_asserts_and_is_skipped_in_a_dry_run(capsys):
+    uk.profile("smoke", device="cpu", quiet=True)
+    assert uk.check(True, "fine")
+    with pytest.raises(AssertionError, match="Claim does not hold: forgetting happened"):
+        uk.check(False, "forgetting happened")
+    uk.profile("full", device="cpu", quiet=True, dry_run=True)
+    assert uk.check(False, "needs trained models")
+    assert "check skipped" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def test_descend_minimises_a_loss_and_honours_the_step_cap_and_early_stop(digits):
+    m = tiny_mlp(digits)
+    x, y = digits.x_train, digits.y_train
+    before = F.cross_entropy(uk.predict(m, x), y).item()
+    h = uk.descend(m, lambda e: uk.batches(x, y, batch_size=32, shuffle=True), lambda mm, xb, yb:
+                   F.cross_entropy(mm(xb), yb), epochs=3, lr=0.1, progress=False)
+    assert F.cross_entropy(uk.predict(m, x), y).item() < before
+    assert h.steps == 3 * math.ceil(len(x) / 32) and h.epochs == 3
+    h = uk.descend(m, [(x[:8], y[:8])] * 5, lambda mm, xb, yb: F.cross_entropy(mm(xb), yb), epochs=4,
+                   max_steps=7, lr=0.01, progress=False)
+    assert h.steps == 7
+    h = uk.descend(m, [(x[:8], y[:8])] * 5, lambda mm, xb, yb: F.cross_entropy(mm(xb), yb), epochs=4,
+                   stop=lambda mm: True, stop_every=3, lr=0.01, progress=False)
+    assert h.steps == 3 and h.stopped_early
+
+
+def test_descend_caps_every_loop_at_two_steps_in_a_dry_run(digits):
+    uk.profile("full", device="cpu", quiet=True, dry_run=True)
+    m = tiny_mlp(digits)
+    h = uk.fit(m, digits.x_train, digits.y_train, epochs=5, batch_size=16, progress=False)
+    assert h.steps == 2
+    task = uk.forget_classes(digits, [1])
+    out = uk.methods.jit(m, task, sigma=0.5, lr=1e-4, n_samples=3)
+    assert out.unlearn_info["steps"] == 2
+
+
+def test_divergence_raises_diverged_error_naming_the_method_and_step(digits, trained_mlp):
+    task = uk.forget_classes(digits, [0])
+    with pytest.raises(uk.DivergedError, match="neggrad diverged") as e:
+        uk.methods.neggrad(trained_mlp, task, lr=1e6, epochs=5)
+    assert e.value.method == "neggrad" and isinstance(e.value, ValueError)
+    m = tiny_mlp(digits)
+    with pytest.raises(uk.DivergedError, match=r"diverged at step \d+"):
+        uk.fit(m, digits.x_train, digits.y_train * 0 + float("nan") if False else digits.y_train, epochs=2,
+               lr=1e12, progress=False, weight_decay=0.0)
+
+
+def test_predict_is_float32_and_does_not_autocast(digits, trained_mlp):
+    out = uk.predict(trained_mlp, digits.x_test)
+    assert out.dtype == torch.float32
+    with torch.no_grad():
+        ref = trained_mlp.eval()(digits.x_test)
+    assert torch.allclose(out, ref)
+
+
+# ----------------------------------------------------------------------------- runner and spread
+
+def test_run_methods_takes_names_and_pairs_and_records_diverged_rows(digits, trained_mlp):
+    task = uk.forget_classes(digits, [0])
+    df, models = uk.run_methods(["finetune", ("neggrad", {"lr": 1e6, "epochs": 5})], trained_mlp, task,
+                                extra_models={"original": trained_mlp}, verbose=False, mia=False)
+    assert list(df.index) == ["original", "finetune", "neggrad (lr=1000000.0, epochs=5)"]
+    bad = df.loc["neggrad (lr=1000000.0, epochs=5)"]
+    assert bool(bad["diverged"]) and math.isnan(bad["test_retain"]) and "diverged" in bad["error"]
+    assert not df.loc["finetune", "diverged"]
+    # one clock: the registry's
+    assert df.loc["finetune", "seconds"] == models["finetune"].unlearn_info["seconds"]
+    shown = uk.format_table(df, ["test_retain", "seconds"])
+    assert shown.loc["neggrad (lr=1000000.0, epochs=5)", "test_retain"] == "diverged"
+    with pytest.raises(ValueError, match="Unknown method 'nope'"):
+        uk.run_methods(["nope"], trained_mlp, task, verbose=False)
+    with pytest.raises(TypeError, match="registered name"):
+        uk.run_methods([3], trained_mlp, task, verbose=False)
+
+
+def test_run_spread_repeats_over_seeds_and_classes(digits, tmp_path):
+    uk.profile("smoke", device="cpu", quiet=True)
+    train = dict(model="mlp", model_kwargs={"hidden": (32,)}, epochs=3, lr=0.1, progress=False, cache_dir=tmp_path)
+    sp = uk.run_spread(["finetune", ("neggrad", {"lr": 1e6, "epochs": 5})],
+                       lambda c, s: uk.forget_classes(digits, [c]), train, seeds=(0, 1), forget=(0, 3), mia=False)
+    assert len(sp.runs) == 2 * 2 * 4
+    assert set(sp.runs["seed"]) == {0, 1} and set(sp.runs["forget"]) == {0, 3}
+    s = sp.summary(["test_retain"])
+    assert s.loc["finetune", "runs"] == 4 and s.loc["finetune", "test_retain std"] >= 0
+    t = sp.table(["test_retain"])
+    assert t.loc["neggrad (lr=1000000.0, epochs=5)", "test_retain"] == "diverged"
+    assert "±" in t.loc["finetune", "test_retain"]
+    assert sp.gap("test_forget")["retrain"] == 0.0
+    # the zoo keeps one retrain per seed and forget class
+    assert len(list(tmp_path.glob("*retrain*.pt"))) == 4
+    import matplotlib
+    matplotlib.use("Agg")
+    ax = uk.plots.spread(sp, "test_retain")
+    assert any("diverged" in t.get_text() for t in ax.get_xticklabels())
+
+
+# ----------------------------------------------------------------------------- caps elsewhere
+
+def test_fisher_attacks_and_relearn_are_capped_in_a_dry_run(digits, trained_mlp):
+    uk.profile("full", device="cpu", quiet=True, dry_run=True)
+    x, y = digits.x_train[:50], digits.y_train[:50]
+    f = uk.diag_fisher(trained_mlp, x, y)
+    ref = uk.diag_fisher.__wrapped__ if hasattr(uk.diag_fisher, "__wrapped__") else None
+    profiles.reset()
+    uk.profile("smoke", device="cpu", quiet=True)
+    f2 = uk.diag_fisher(trained_mlp, x[:2], y[:2])
+    assert all(torch.allclose(f[k], f2[k]) for k in f)
+    assert ref is None
+
+
+def test_bn_stat_change_and_evaluate_errors(digits, trained_mlp):
+    assert math.isnan(uk.bn_stat_change(trained_mlp, trained_mlp))
+    uk.set_seed(0)
+    cnn = uk.build_model("cnn", digits, device="cpu")
+    moved = uk.clone(cnn).train()
+    with torch.no_grad():
+        moved(digits.x_train[:64])
+    assert uk.bn_stat_change(cnn, cnn) == 0.0 and uk.bn_stat_change(moved, cnn) > 0
+    task = uk.forget_classes(digits, [0])
+    with pytest.raises(TypeError, match="'x' is a int, not a torch model"):
+        uk.evaluate({"x": 3}, task)
