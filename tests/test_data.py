@@ -47,6 +47,95 @@ def test_subset_is_stratified_and_seeded(digits):
     assert full.subset(None, 10_000).x_test.shape == full.x_test.shape
 
 
+def test_digits_super_is_the_embedded_cifar20():
+    d = uk.load_dataset("digits-super", device="cpu")
+    digits = uk.load_dataset("digits", device="cpu")
+    assert "digits-super" in uk.DATASETS and d.name == "digits-super"
+    assert d.classes == ["0/6", "1/7", "2/3", "4/9", "5/8"] and d.num_classes == 5
+    assert d.fine_classes == [str(i) for i in range(10)]
+    assert torch.equal(d.fine_train, digits.y_train) and torch.equal(d.fine_test, digits.y_test)
+    assert torch.equal(d.x_train, digits.x_train)
+    for s, (a, b) in enumerate(ukdata.DIGITS_SUPERCLASSES):
+        for fine, coarse in ((d.fine_train, d.y_train), (d.fine_test, d.y_test)):
+            assert (coarse[(fine == a) | (fine == b)] == s).all()
+    task = uk.forget_subclass(d, "3")
+    assert torch.equal(task.forget_idx, uk.forget_subclass(d, 3).forget_idx)
+    assert task.forget_classes == [2] and task.name == "forget sub-class 3 (of 2/3)"
+    assert (d.fine_train[task.forget_idx] == 3).all() and len(task.forget_idx) == int((d.y_train.eq(2) & d.fine_train.eq(3)).sum())
+    _, yr = task.retain_set()
+    assert (d.fine_train[task.retain_idx] == 2).sum() > 0 and (yr == 2).sum() > 0     # digit 2 keeps the label 2/3
+    # a subset keeps every digit, and the two label levels aligned
+    sub = d.subset(50, 20, seed=1)
+    assert set(sub.fine_train.tolist()) == set(range(10)) and len(sub.y_train) <= 50
+    to_super = {f: s for s, pair in enumerate(ukdata.DIGITS_SUPERCLASSES) for f in pair}
+    assert sub.y_train.tolist() == [to_super[int(f)] for f in sub.fine_train]
+
+
+# ----------------------------------------------------------------------------- stratified sampling
+
+def test_stratified_indices_total_is_proportional_and_never_more():
+    from unlearnkit.data import stratified_indices
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    idx = stratified_indices(y, n=10, seed=0)
+    assert idx.dtype == torch.long and torch.equal(idx, idx.sort().values) and len(idx.unique()) == len(idx)
+    assert torch.bincount(y[idx]).tolist() == [5, 3, 2]
+    assert torch.equal(idx, stratified_indices(y, n=10, seed=0))
+    assert not torch.equal(idx, stratified_indices(y, n=10, seed=1))
+    assert torch.equal(stratified_indices(y, n=100), torch.arange(100))
+    assert torch.equal(stratified_indices(y, n=1000), torch.arange(100))
+    assert torch.equal(stratified_indices(y), torch.arange(100))
+    # rounding would give 1 + 1 + ... for many tiny classes: the total still stays within n
+    many = torch.arange(40).repeat_interleave(3)                     # 40 classes of 3
+    for n in (1, 7, 39, 40, 41, 100):
+        got = stratified_indices(many, n=n, seed=2)
+        assert len(got) <= n and len(got) == len(got.unique())
+        if n >= 40:
+            assert set(many[got].tolist()) == set(range(40))         # every class keeps one
+        else:
+            assert len(set(many[got].tolist())) == len(got)          # n classes, one each
+    # numpy labels and a shared generator work too
+    g = np.random.default_rng(0)
+    a = stratified_indices(y.numpy(), n=10, seed=g)
+    b = stratified_indices(y.numpy(), n=10, seed=g)
+    assert len(a) == len(b) == 10 and not torch.equal(a, b)
+
+
+def test_stratified_indices_per_class_and_bad_arguments():
+    from unlearnkit.data import stratified_indices
+    y = torch.tensor([2] * 6 + [0] * 2 + [7] * 4)
+    idx = stratified_indices(y, n_per_class=3, seed=0)
+    assert sorted(y[idx].tolist()) == [0, 0, 2, 2, 2, 7, 7, 7]
+    with pytest.raises(ValueError, match=r"n must be positive \(a whole number >= 1\), got 0"):
+        stratified_indices(y, n=0)
+    with pytest.raises(ValueError, match=r"n_per_class must be positive .* got -1"):
+        stratified_indices(y, n_per_class=-1)
+    with pytest.raises(ValueError, match=r"n must be positive .* got 2\.5"):
+        stratified_indices(y, n=2.5)
+    with pytest.raises(ValueError, match=r"n must be positive .* got True"):
+        stratified_indices(y, n=True)
+    with pytest.raises(ValueError, match=r"Give n .* or n_per_class, not both"):
+        stratified_indices(y, n=3, n_per_class=1)
+    with pytest.raises(ValueError, match=r"1-D vector of labels, got shape \(3, 4\)"):
+        stratified_indices(y.reshape(3, 4), n=2)
+    with pytest.raises(ValueError, match=r"Labels must be integers"):
+        stratified_indices(torch.rand(5), n=2)
+
+
+def test_subset_keeps_todays_picks():
+    """Dataset.subset draws with stratified_indices exactly as it always did (same seed, same samples)."""
+    from unlearnkit.data import stratified_indices
+    full = uk.load_dataset("digits", device="cpu")
+    g = np.random.default_rng(5)
+    yc = full.y_train.numpy()
+    want = []
+    for c in np.unique(yc):                                          # the original algorithm, written out
+        members = np.flatnonzero(yc == c)
+        k = max(1, round(200 * len(members) / len(yc)))
+        want.extend(g.choice(members, size=min(k, len(members)), replace=False))
+    assert full.subset(200, seed=5).y_train.tolist() == full.y_train[np.sort(want)].tolist()
+    assert torch.equal(stratified_indices(full.y_train, n=200, seed=5), torch.as_tensor(np.sort(want)))
+
+
 @pytest.mark.parametrize("name", ["moons", "blobs", "circles"])
 def test_toys(name):
     d = uk.make_toy(name, n_train=50, n_test=30, seed=1)
@@ -312,6 +401,120 @@ def test_imagefolder_with_images_of_different_sizes(data_root, tmp_path):
     Image.fromarray(np.zeros((5, 5, 3), dtype=np.uint8)).save(folder / "train" / "dog" / "big.png")
     with pytest.raises(ValueError, match="differ in size"):
         uk.load_dataset(str(folder), device="cpu")
+
+
+def write_cifar100_folder(path, fine=("rocket", "tank", "apple", "beaver", "dolphin"), per_class=2):
+    """A CIFAR-100 copy as an ImageFolder: one folder per fine class (a few of the hundred)."""
+    from PIL import Image
+    for split in ("train", "test"):
+        for i, c in enumerate(fine):
+            (path / split / c).mkdir(parents=True)
+            for j in range(per_class):
+                Image.fromarray(np.full((4, 4, 3), 10 * i + j, dtype=np.uint8)).save(path / split / c / f"{j}.png")
+
+
+@pytest.mark.parametrize("how", ["UNLEARNKIT_CIFAR20", "UNLEARNKIT_CIFAR100", "folder"])
+def test_cifar100_imagefolder_loads_as_cifar20(data_root, tmp_path, monkeypatch, how):
+    offline(monkeypatch)
+    folder = tmp_path / "cifar100-png"
+    write_cifar100_folder(folder)
+    if how == "folder":
+        d = uk.load_dataset("cifar20", device="cpu", folder=folder)
+    else:
+        monkeypatch.setenv(how, str(folder))
+        d = uk.load_dataset("cifar20", device="cpu")
+    assert d.name == "cifar20-imagefolder" and d.num_classes == 20 and d.classes == ukdata.CIFAR20_CLASSES
+    assert d.classes[0] == "aquatic_mammals" and d.classes[19] == "vehicles_2" and len(d.fine_classes) == 100
+    assert d.fine_classes[:3] == ["apple", "aquarium_fish", "baby"] and d.fine_classes[69] == "rocket"
+    # folders sorted: apple, beaver, dolphin, rocket, tank; two images each
+    fine = [d.fine_classes[int(f)] for f in d.fine_train]
+    assert fine == ["apple"] * 2 + ["beaver"] * 2 + ["dolphin"] * 2 + ["rocket"] * 2 + ["tank"] * 2
+    coarse = [d.classes[int(c)] for c in d.y_train]
+    assert coarse == (["fruit_and_vegetables"] * 2 + ["aquatic_mammals"] * 4 + ["vehicles_2"] * 4)
+    assert d.fine_test.tolist() == d.fine_train.tolist() and d.y_test.tolist() == d.y_train.tolist()
+    assert d.mean == ukdata._STATS["cifar20"][0]
+    task = uk.forget_subclass(d, "rocket")
+    assert task.forget_idx.tolist() == [6, 7] and task.forget_classes == [19]
+    assert task.name == "forget sub-class rocket (of vehicles_2)"
+    # the same copy still loads as the 100-class dataset
+    monkeypatch.setenv("UNLEARNKIT_CIFAR100", str(folder))
+    d100 = uk.load_dataset("cifar100", device="cpu")
+    assert d100.classes == ["apple", "beaver", "dolphin", "rocket", "tank"] and d100.fine_train is None
+
+
+def test_cifar100_fine_to_coarse_table():
+    assert len(ukdata.CIFAR100_CLASSES) == len(set(ukdata.CIFAR100_CLASSES)) == 100
+    assert len(ukdata.CIFAR20_CLASSES) == 20 and all(len(v) == 5 for v in ukdata.CIFAR100_SUPERCLASSES.values())
+    to = dict(zip(ukdata.CIFAR100_CLASSES, (ukdata.CIFAR20_CLASSES[c] for c in ukdata.CIFAR100_TO_CIFAR20)))
+    assert to["rocket"] == "vehicles_2" and to["bicycle"] == "vehicles_1" and to["whale"] == "aquatic_mammals"
+    assert to["maple_tree"] == "trees" and to["lobster"] == "non-insect_invertebrates" and to["baby"] == "people"
+    assert ukdata.CIFAR100_TO_CIFAR20[:10] == [4, 1, 14, 8, 0, 6, 7, 7, 18, 3]   # as in the dataset's own files
+
+
+def test_cifar20_imagefolder_with_foreign_class_names(data_root, tmp_path):
+    folder = tmp_path / "not-cifar"
+    write_cifar100_folder(folder, fine=("rocket", "spaceship", "Dog"))
+    with pytest.raises(ValueError, match=r"cannot load as cifar20: its class folders 'Dog', 'spaceship' are not "
+                                         r"CIFAR-100 fine class names.*apple, aquarium_fish"):
+        uk.load_dataset("cifar20", device="cpu", folder=folder)
+    with pytest.raises(ValueError, match=r"ImageFolder copy of cifar20 at .*missing does not exist"):
+        uk.load_dataset("cifar20", device="cpu", folder=tmp_path / "missing")
+
+
+def test_cifar20_imagefolder_of_super_classes(data_root, tmp_path):
+    folder = tmp_path / "coarse"
+    write_cifar100_folder(folder, fine=("vehicles_2", "people"))
+    d = uk.load_dataset("cifar20", device="cpu", folder=folder)
+    assert d.num_classes == 20 and d.fine_train is None
+    assert [d.classes[int(c)] for c in d.y_train] == ["people"] * 2 + ["vehicles_2"] * 2
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_imagefolder_with_a_corrupt_image(data_root, tmp_path, damage):
+    from PIL import Image
+    folder = tmp_path / "pets"
+    write_imagefolder(folder)
+    bad = folder / "train" / "dog" / "broken.jpg"
+    if damage == "garbage":
+        bad.write_bytes(b"this is not a jpeg")
+    else:
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(bad)
+        bad.write_bytes(bad.read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"(?s)The image .*broken\.jpg cannot be read .*delete it \(or re-extract "
+                                         r"the dataset\) and load again"):
+        uk.load_dataset(str(folder), device="cpu")
+    bad.unlink()
+    assert uk.load_dataset(str(folder), device="cpu").x_train.shape == (4, 3, 4, 4)
+
+
+def test_cache_writes_are_atomic(tmp_path, monkeypatch):
+    from unlearnkit import cache
+    assert ukdata.atomic_save is cache.atomic_save and ukdata.default_root is cache.default_root
+    monkeypatch.setenv("UNLEARNKIT_DATA", str(tmp_path / "root"))
+    assert cache.default_root() == uk.profiles.data_root() == tmp_path / "root"
+    target = tmp_path / "sub" / "blob.pt"
+    cache.atomic_save({"a": torch.arange(3)}, target)
+    assert torch.equal(torch.load(target, weights_only=True)["a"], torch.arange(3))
+    assert [p.name for p in target.parent.iterdir()] == ["blob.pt"]          # no temporary left behind
+
+    def crash(obj, f):
+        open(f, "wb").write(b"half a fi")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        cache.atomic_save({"a": 1}, target)
+    assert torch.equal(torch.load(target, weights_only=True)["a"], torch.arange(3))   # the old file is intact
+    assert [p.name for p in target.parent.iterdir()] == ["blob.pt"]
+
+
+def test_load_dataset_folder_only_for_named_datasets(tmp_path):
+    with pytest.raises(ValueError, match=r"folder=\.\.\. stands in for one of mnist"):
+        uk.load_dataset("digits", folder=tmp_path)
+
+
+def test_batches_and_augment_keep_their_old_home():
+    from unlearnkit import training
+    assert ukdata.batches is training.batches and ukdata.augment is training.augment
 
 
 # ----------------------------------------------------------------------------- batches

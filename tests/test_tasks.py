@@ -1,6 +1,7 @@
 """Tasks partition the data correctly, and access views hand out only what they allow."""
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,7 +64,7 @@ def test_forget_random_partitions_and_is_seeded(digits):
 
 
 def test_forget_instances(digits):
-    task = uk.forget_instances(digits, [5, 1, 5, 40])
+    task = uk.forget_instances(digits, [5, 1, 40])
     check_partition(task)
     assert task.forget_idx.tolist() == [1, 5, 40]
     xf, yf = task.forget_set()
@@ -72,6 +73,55 @@ def test_forget_instances(digits):
     same = uk.forget_instances(digits, torch.tensor([40, 1, 5]))
     assert torch.equal(same.forget_idx, task.forget_idx) and same.fingerprint == task.fingerprint
     assert uk.forget_instances(digits, [1, 5, 41]).fingerprint != task.fingerprint
+    assert uk.forget_instances(digits, 7).forget_idx.tolist() == [7]
+    assert uk.forget_instances(digits, range(3)).forget_idx.tolist() == [0, 1, 2]
+
+
+def test_forget_instances_refuses_repeats(digits):
+    with pytest.raises(ValueError, match=r"repeated indices: 5 \(3x\), 9 \(2x\)\. Give each training sample once"):
+        uk.forget_instances(digits, [5, 9, 5, 1, 5, 9])
+    with pytest.raises(ValueError, match=r"repeated indices: 2 \(2x\)"):
+        uk.forget_instances(digits, torch.tensor([2, 2]))
+    with pytest.raises(ValueError, match=r"integer index, got 1\.5"):
+        uk.forget_instances(digits, [1, 1.5])
+    with pytest.raises(ValueError, match=r"integer index, got a torch\.float32 tensor"):
+        uk.forget_instances(digits, torch.tensor([1.0, 2.0]))
+
+
+def test_forget_random_fraction(digits):
+    n = len(digits.y_train)
+    task = uk.forget_random(digits, 0.1, seed=2)
+    check_partition(task)
+    assert len(task.forget_idx) == round(0.1 * n) and "10%" in task.name
+    assert torch.equal(task.forget_idx, uk.forget_random(digits, 0.1, seed=2).forget_idx)
+    # a fraction is the same draw as its count
+    assert torch.equal(task.forget_idx, uk.forget_random(digits, round(0.1 * n), seed=2).forget_idx)
+    assert len(uk.forget_random(digits, 1e-6).forget_idx) == 1          # at least one sample
+    assert len(uk.forget_random(digits, np.int64(7)).forget_idx) == 7
+    for bad in (1.5, 1.0, 0.0, -0.2, "10", True, None):
+        with pytest.raises(ValueError, match=r"n is a number of samples|n must lie in"):
+            uk.forget_random(digits, bad)
+
+
+def test_forget_classes_by_name():
+    cifar_like = Dataset("pets", torch.rand(6, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2]), torch.rand(3, 3, 2, 2),
+                         torch.tensor([0, 1, 2]), ["airplane", "cat", "dog"])
+    task = uk.forget_classes(cifar_like, "cat")
+    assert task.forget_classes == [1] and task.forget_idx.tolist() == [1, 4] and "cat" in task.name
+    assert uk.forget_classes(cifar_like, ["dog", 0]).forget_classes == [0, 2]
+    assert uk.forget_classes(cifar_like, torch.tensor([2])).forget_classes == [2]
+    assert uk.forget_classes(cifar_like, np.array([1, 2])).forget_classes == [1, 2]
+    with pytest.raises(ValueError, match=r"Unknown class name 'zero': pets has the classes airplane, cat, dog"):
+        uk.forget_classes(cifar_like, ["zero"])
+    with pytest.raises(ValueError, match=r"got True \(a bool\)"):
+        uk.forget_classes(cifar_like, [True])
+    with pytest.raises(ValueError, match=r"integer id or a class name, got 1\.0"):
+        uk.forget_classes(cifar_like, [1.0])
+
+
+def test_digit_class_names_are_the_digits(digits):
+    assert uk.forget_classes(digits, "3").forget_classes == [3]
+    assert torch.equal(uk.forget_classes(digits, ["3", "7"]).forget_idx, uk.forget_classes(digits, [3, 7]).forget_idx)
 
 
 def small_cifar20(n_per_fine=3, seed=0):
@@ -152,11 +202,20 @@ def test_each_access_level_allows_exactly_what_it_says(task0, access):
 
 def test_view_of_a_view_and_as_task(task0):
     v = uk.TaskView(task0.view("full"), "forget", "m")
-    assert v.access == "forget"
+    assert v.access == "forget" and v.method == "m"
     with pytest.raises(uk.AccessError):
         v.retain_set()
     from unlearnkit.tasks import as_task
-    assert as_task(v) is task0 and as_task(task0) is task0
+    assert as_task(task0.view("full")) is task0 and as_task(task0) is task0
+    with pytest.raises(uk.AccessError, match=r"as_task\(\) hands out the whole task only from a full-access view"):
+        as_task(v)
     with pytest.raises(uk.AccessError):
         v.data
-    assert "forget" in repr(v)
+    assert "forget" in repr(v) and "forget class 0" in repr(v)
+
+
+def test_retain_subset_matches_stratified_indices(task0):
+    from unlearnkit.data import stratified_indices
+    x, y = task0.retain_subset(n_per_class=4, seed=3)
+    pick = stratified_indices(task0.data.y_train[task0.retain_idx], n_per_class=4, seed=3)
+    assert torch.equal(y, task0.data.y_train[task0.retain_idx[pick]])

@@ -6,18 +6,21 @@ A :class:`Task` splits a dataset into the forget set D_f and the retain set D_r
 (train) and into test-forget / test-retain. The papers argue about *access*:
 which of these an unlearning method may touch. ``task.view(access)`` returns a
 :class:`TaskView` that hands out only what the access level allows and raises
-:class:`AccessError` for anything else.
+:class:`AccessError` for anything else. A view cannot be widened: not by asking it for a
+wider view, not by wrapping it again, not through :func:`as_task`; a method that hands its
+view to another method hands on at most what it may see itself.
 """
 from __future__ import annotations
 
 import hashlib
+import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .data import Dataset
+from .data import Dataset, stratified_indices
 
 # what each access level may read; "class_ids" = which classes are forgotten (no data)
 ACCESS = {
@@ -92,17 +95,11 @@ class Task:
         return self._take(self.data.x_train, self.data.y_train, self.retain_idx)
 
     def retain_subset(self, n_per_class: int = 100, seed: int = 0):
-        """A class-balanced random subset of D_r (what UNSIR-style methods may keep)."""
-        if n_per_class <= 0:
-            raise ValueError(f"n_per_class must be positive, got {n_per_class}.")
-        y = self.data.y_train[self.retain_idx.to(self.data.y_train.device)].cpu().numpy()
-        g = np.random.default_rng(seed)
-        pick = []
-        for c in np.unique(y):
-            members = np.flatnonzero(y == c)
-            pick.extend(g.choice(members, size=min(n_per_class, len(members)), replace=False))
-        idx = self.retain_idx[torch.as_tensor(np.sort(np.array(pick)), dtype=torch.long)]
-        return self._take(self.data.x_train, self.data.y_train, idx)
+        """A class-balanced random subset of D_r, up to ``n_per_class`` per class (what UNSIR-style
+        methods may keep); see :func:`unlearnkit.data.stratified_indices`."""
+        y = self.data.y_train[self.retain_idx.to(self.data.y_train.device)]
+        pick = stratified_indices(y, n_per_class=n_per_class, seed=seed)
+        return self._take(self.data.x_train, self.data.y_train, self.retain_idx[pick])
 
     def test_forget(self):
         """(x, y) of test samples like the forgotten ones (the forgotten class); empty for random forgetting."""
@@ -148,66 +145,235 @@ class Task:
                 f"test-forget {len(self.test_forget_idx)} / test-retain {len(self.test_retain_idx)})")
 
 
+# what a view hands out, and the access it needs for it ("class_ids": which classes are forgotten)
+_NEEDS = {"forget_set": "forget", "retain_set": "retain", "retain_subset": "retain_subset",
+          "test_forget": "test", "test_retain": "test", "test_set": "test", "train_set": "full",
+          "forget_idx": "forget", "retain_idx": "retain", "test_forget_idx": "test", "test_retain_idx": "test",
+          "data": "full", "forget_classes": "class_ids", "retain_classes": "class_ids", "fingerprint": "class_ids"}
+# ... and what every view shows: the shape of the problem, never its data
+_OPEN = ("num_classes", "input_shape", "augment", "kind", "name", "subclass")
+
+# view -> (task, access, method). Kept out of the view object, so that neither its attributes,
+# vars(view) nor a bound method's __self__ lead back to the task.
+_BEHIND: "weakref.WeakKeyDictionary[TaskView, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _allows(access: str, need: str) -> bool:
+    return access == "full" if need == "full" else need in ACCESS[access]
+
+
+def _within(inner: str, outer: str) -> bool:
+    """Whether access level ``inner`` sees no more than ``outer``."""
+    return outer == "full" or (inner != "full" and ACCESS[inner] <= ACCESS[outer])
+
+
 class TaskView:
-    """A task as seen by one method: only what its access level allows."""
+    """A task as seen by one method: only what its access level allows.
 
-    _NEEDS = {"forget_set": "forget", "retain_set": "retain", "retain_subset": "retain_subset",
-              "test_forget": "test", "test_retain": "test", "test_set": "test", "train_set": "full",
-              "forget_idx": "forget", "retain_idx": "retain", "data": "full",
-              "forget_classes": "class_ids", "retain_classes": "class_ids"}
+    Always shown: ``num_classes``, ``input_shape``, ``augment``, ``kind``, ``name``, ``subclass``,
+    ``access``, ``method``. Everything else (the forget, retain and test sets, their indices, the
+    class ids, the dataset) needs the access level listed in :data:`ACCESS`; asking for more
+    raises :class:`AccessError`. ``TaskView(view, access)`` and ``view.view(access)`` only narrow.
+    """
 
-    def __init__(self, task: Task, access: str, method: str):
-        if access not in ACCESS:
+    __slots__ = ("__weakref__",)
+
+    def __init__(self, task, access: str, method: str = "this method"):
+        if not isinstance(access, str) or access not in ACCESS:
             raise ValueError(f"Unknown access level {access!r}: choose one of {list(ACCESS)}.")
         if isinstance(task, TaskView):
-            task = task._task
-        self._task, self.access, self.method = task, access, method
-
-    def __getattr__(self, item):
-        task = object.__getattribute__(self, "_task")
-        need = TaskView._NEEDS.get(item)
-        if need is not None:
-            allowed = ACCESS[self.access]
-            if need == "full" and self.access != "full" or need != "full" and need not in allowed:
+            inner, outer_access, outer_method = _BEHIND[task]
+            if not _within(access, outer_access):
+                seen = f"access {outer_access!r}: {ACCESS_DESCRIPTION[outer_access]}"
+                if str(method) == outer_method:
+                    raise AccessError(f"{method} sees the task with {seen}. A view can only be narrowed, never "
+                                      f"widened to {access!r}.")
                 raise AccessError(
-                    f"{self.method} may see {ACCESS_DESCRIPTION[self.access]} (access level "
-                    f"{self.access!r}), but it asked for task.{item}. Methods must not use data beyond "
-                    f"their access level; register the method with a wider level if the paper allows it.")
+                    f"{method} needs access {access!r} ({ACCESS_DESCRIPTION[access]}), but it was handed the task "
+                    f"as {outer_method} sees it ({seen}). A view can only be narrowed, never widened: call "
+                    f"{method} with the task itself.")
+            task = inner
+        elif not isinstance(task, Task):
+            hint = (" Build a task from it first, e.g. uk.forget_classes(data, [0])."
+                    if isinstance(task, Dataset) else "")
+            raise TypeError(f"{method} expects a task (uk.forget_classes, forget_random, ...), "
+                            f"got {type(task).__name__}.{hint}")
+        _BEHIND[self] = (task, access, str(method))
+
+    # ------------------------------------------------------------------ what the view is
+    @property
+    def access(self) -> str:
+        return _BEHIND[self][1]
+
+    @property
+    def method(self) -> str:
+        return _BEHIND[self][2]
+
+    def _get(self, item: str):
+        task, access, method = _BEHIND[self]
+        need = _NEEDS.get(item)
+        if need is not None and not _allows(access, need):
+            raise AccessError(
+                f"{method} may see {ACCESS_DESCRIPTION[access]} (access level {access!r}), but it asked for "
+                f"task.{item}. Methods must not use data beyond their access level; register the method "
+                f"with a wider level if the paper allows it.")
         return getattr(task, item)
 
+    def view(self, access: str, method: str | None = None) -> "TaskView":
+        """A narrower view of the same task (a wider one raises :class:`AccessError`)."""
+        return TaskView(self, access, self.method if method is None else method)
+
+    # ------------------------------------------------------------------ always shown
+    num_classes = property(lambda self: self._get("num_classes"))
+    input_shape = property(lambda self: self._get("input_shape"))
+    augment = property(lambda self: self._get("augment"))
+    kind = property(lambda self: self._get("kind"))
+    name = property(lambda self: self._get("name"))
+    subclass = property(lambda self: self._get("subclass"))
+
+    # ------------------------------------------------------------------ gated by the access level
+    forget_classes = property(lambda self: list(self._get("forget_classes")))
+    retain_classes = property(lambda self: list(self._get("retain_classes")))
+    fingerprint = property(lambda self: self._get("fingerprint"))
+    forget_idx = property(lambda self: self._get("forget_idx").clone())
+    retain_idx = property(lambda self: self._get("retain_idx").clone())
+    test_forget_idx = property(lambda self: self._get("test_forget_idx").clone())
+    test_retain_idx = property(lambda self: self._get("test_retain_idx").clone())
+    data = property(lambda self: self._get("data"))
+
+    def forget_set(self):
+        """(x, y) of D_f (access ``forget``)."""
+        return self._get("forget_set")()
+
+    def retain_set(self):
+        """(x, y) of D_r (access ``retain``)."""
+        return self._get("retain_set")()
+
+    def retain_subset(self, n_per_class: int = 100, seed: int = 0):
+        """A class-balanced subset of D_r (access ``retain_subset``)."""
+        return self._get("retain_subset")(n_per_class=n_per_class, seed=seed)
+
+    def test_forget(self):
+        return self._get("test_forget")()
+
+    def test_retain(self):
+        return self._get("test_retain")()
+
+    def test_set(self):
+        return self._get("test_set")()
+
+    def train_set(self):
+        return self._get("train_set")()
+
+    # ------------------------------------------------------------------ no way around
+    def __getattr__(self, item):
+        if item.startswith("__") and item.endswith("__"):
+            raise AttributeError(item)
+        access = self.access
+        shown = ", ".join(list(_OPEN) + sorted(k for k in _NEEDS if _allows(access, _NEEDS[k])))
+        if item in ("_task", "task") or hasattr(Task, item) or item in Task.__dataclass_fields__:
+            raise AccessError(f"{self.method} sees the task through a view with access {access!r}: it shows "
+                              f"{shown}, and never the task behind it ({item!r}).")
+        raise AttributeError(f"'TaskView' object has no attribute {item!r} (a view shows {shown}).")
+
+    def __setattr__(self, item, value):
+        raise AttributeError(f"A task view is read-only (cannot set {item!r}).")
+
+    def __delattr__(self, item):
+        raise AttributeError(f"A task view is read-only (cannot delete {item!r}).")
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("A task view cannot be pickled; pickle the task itself.")
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
     def __repr__(self) -> str:
-        return f"TaskView(access={self.access!r}, {self._task!r})"
+        task, access, method = _BEHIND[self]
+        return f"TaskView(access={access!r}, method={method!r}, task={task.name!r})"
 
 
 def as_task(task) -> Task:
-    """The full task behind a view (for evaluation code, never for methods)."""
-    return task._task if isinstance(task, TaskView) else task
+    """The full task behind a task or a full-access view (for evaluation code, never for methods).
+
+    A view with a narrower access level raises :class:`AccessError`: it cannot be turned back
+    into the task it hides.
+    """
+    if isinstance(task, TaskView):
+        inner, access, method = _BEHIND[task]
+        if access != "full":
+            raise AccessError(f"as_task() hands out the whole task only from a full-access view; this view is "
+                              f"{method}'s, with access {access!r} ({ACCESS_DESCRIPTION[access]}).")
+        return inner
+    return task
+
+
+def _unwrap(task):
+    """What the method registry wraps in a new view: a task as it is, a view as it is (so that
+    ``TaskView(_unwrap(t), access, name)`` narrows it or raises :class:`AccessError`: a method
+    that calls another method hands on no more than it may see). Anything else: ``TypeError``."""
+    if isinstance(task, (Task, TaskView)):
+        return task
+    hint = " Build a task from it first, e.g. uk.forget_classes(data, [0])." if isinstance(task, Dataset) else ""
+    raise TypeError(f"Expected a task (uk.forget_classes, forget_random, ...), got {type(task).__name__}.{hint}")
 
 
 # ----------------------------------------------------------------------------- constructors
 
-def _check_classes(data: Dataset, classes: Sequence[int]) -> list[int]:
-    if isinstance(classes, (int, np.integer)):
-        classes = [int(classes)]
-    classes = [int(c) for c in classes]
-    if not classes:
+def _class_list(classes) -> list:
+    if torch.is_tensor(classes) or isinstance(classes, np.ndarray):
+        if classes.dtype in (torch.bool, np.bool_) or (torch.is_tensor(classes) and classes.is_floating_point()) \
+                or (isinstance(classes, np.ndarray) and classes.dtype.kind not in "iu"):
+            raise ValueError(f"Classes are given by integer id or by name, got a {classes.dtype} array.")
+        return [int(c) for c in classes.reshape(-1).tolist()]
+    if isinstance(classes, (str, int, np.integer, bool, np.bool_)) or not hasattr(classes, "__iter__"):
+        return [classes]
+    return list(classes)
+
+
+def _check_classes(data: Dataset, classes) -> list[int]:
+    """Class ids from ids or names (``data.classes``): sorted, unique, a strict subset of the classes."""
+    names = [str(c) for c in data.classes]
+    shown = f"{', '.join(names[:20])}{', ...' if len(names) > 20 else ''}"
+    out = []
+    for c in _class_list(classes):
+        if isinstance(c, (bool, np.bool_)):
+            raise ValueError(f"A class is an integer id or a class name, got {c!r} (a bool). To forget class 1 "
+                             f"write forget_classes(data, [1]).")
+        if isinstance(c, str):
+            if c not in names:
+                raise ValueError(f"Unknown class name {c!r}: {data.name} has the classes {shown} (or give ids "
+                                 f"0..{data.num_classes - 1}).")
+            out.append(names.index(c))
+        elif isinstance(c, (int, np.integer)):
+            out.append(int(c))
+        else:
+            raise ValueError(f"A class is an integer id or a class name, got {c!r} ({type(c).__name__}).")
+    if not out:
         raise ValueError("No class to forget was given.")
-    bad = [c for c in classes if not 0 <= c < data.num_classes]
+    bad = [c for c in out if not 0 <= c < data.num_classes]
     if bad:
         raise ValueError(f"Class {bad[0]} is out of range: {data.name} has classes 0..{data.num_classes - 1} "
-                         f"({', '.join(data.classes[:10])}{', ...' if data.num_classes > 10 else ''}).")
-    if len(set(classes)) >= data.num_classes:
+                         f"({', '.join(names[:10])}{', ...' if data.num_classes > 10 else ''}).")
+    if len(set(out)) >= data.num_classes:
         raise ValueError("Forgetting every class leaves nothing to retain; forget a strict subset of classes.")
-    return sorted(set(classes))
+    return sorted(set(out))
 
 
-def forget_classes(data: Dataset, classes: Sequence[int] | int) -> Task:
-    """Forget one or several whole classes (train and test samples of those classes form D_f / test-forget)."""
+def forget_classes(data: Dataset, classes) -> Task:
+    """Forget one or several whole classes (train and test samples of those classes form D_f / test-forget).
+
+    ``classes``: an id, a class name (``"airplane"`` for CIFAR-10, ``"3"`` for the digits), or
+    a list of them.
+    """
     classes = _check_classes(data, classes)
     cl = torch.tensor(classes, device=data.y_train.device)
     f = torch.isin(data.y_train, cl).nonzero().flatten().cpu()
     tf = torch.isin(data.y_test, cl.to(data.y_test.device)).nonzero().flatten().cpu()
-    names = ", ".join(data.classes[c] for c in classes)
+    names = ", ".join(str(data.classes[c]) for c in classes)
     return Task(data, "class" if len(classes) == 1 else "classes", f, tf, classes, name=f"forget class {names}")
 
 
@@ -215,40 +381,83 @@ forget_class = forget_classes
 
 
 def forget_subclass(data: Dataset, subclass: int | str) -> Task:
-    """Forget one fine class inside its super-class (CIFAR-20: e.g. ``rocket`` inside ``vehicles 2``).
+    """Forget one fine class inside its super-class (CIFAR-20: e.g. ``rocket`` inside ``vehicles_2``;
+    digits-super: e.g. ``"3"`` inside ``"2/3"``).
 
-    The label stays the super-class; retain keeps the other sub-classes of the same super-class.
+    ``subclass`` is a fine class name (``data.fine_classes``) or its index. The label stays the
+    super-class; retain keeps the other sub-classes of the same super-class.
     """
     if data.fine_train is None:
-        raise ValueError(f"{data.name} has no sub-class labels; sub-class forgetting needs e.g. 'cifar20'.")
+        raise ValueError(f"{data.name} has no sub-class labels; sub-class forgetting needs e.g. 'cifar20' "
+                         f"(or the embedded 'digits-super').")
     if isinstance(subclass, str):
         if subclass not in data.fine_classes:
             raise ValueError(f"Unknown sub-class {subclass!r}; {data.name} has e.g. {data.fine_classes[:5]}.")
         subclass = data.fine_classes.index(subclass)
+    if isinstance(subclass, (bool, np.bool_)) or not isinstance(subclass, (int, np.integer)):
+        raise ValueError(f"A sub-class is a fine class name or its index, got {subclass!r}.")
     if not 0 <= int(subclass) < len(data.fine_classes):
         raise ValueError(f"Sub-class {subclass} is out of range 0..{len(data.fine_classes) - 1}.")
+    subclass = int(subclass)
     f = (data.fine_train == subclass).nonzero().flatten().cpu()
     tf = (data.fine_test == subclass).nonzero().flatten().cpu()
     if len(f) == 0:
         raise ValueError(f"Sub-class {subclass} has no training samples in {data.name}.")
     sup = int(data.y_train[f[0].to(data.y_train.device)])
-    return Task(data, "subclass", f, tf, [sup], subclass=int(subclass),
+    return Task(data, "subclass", f, tf, [sup], subclass=subclass,
                 name=f"forget sub-class {data.fine_classes[subclass]} (of {data.classes[sup]})")
 
 
-def forget_random(data: Dataset, n: int, seed: int = 0) -> Task:
-    """Forget ``n`` training samples drawn uniformly at random (no test-forget set)."""
+def forget_random(data: Dataset, n: int | float, seed: int = 0) -> Task:
+    """Forget ``n`` training samples drawn uniformly at random (no test-forget set).
+
+    ``n`` is a count (an integer in 1..N-1) or a fraction of the training set (a float in
+    ``(0, 1)``: ``0.1`` forgets a random 10%, at least one sample).
+    """
     N = len(data.y_train)
+    frac = None
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, float, np.floating)):
+        raise ValueError(f"n is a number of samples (an integer) or a fraction in (0, 1), got {n!r} "
+                         f"({type(n).__name__}).")
+    if isinstance(n, (float, np.floating)):
+        if not 0.0 < n < 1.0:
+            raise ValueError(f"n is a number of samples (an integer in 1..{N - 1}) or a fraction in (0, 1), "
+                             f"got {n!r}. For 10% of the training set write 0.1.")
+        frac, n = float(n), max(1, round(float(n) * N))
+    n = int(n)
     if not 0 < n < N:
         raise ValueError(f"n must lie in 1..{N - 1} for {data.name}, got {n}.")
-    g = torch.Generator().manual_seed(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    g = torch.Generator().manual_seed(int(seed))
     f = torch.randperm(N, generator=g)[:n]
-    return Task(data, "random", f, torch.empty(0, dtype=torch.long), [], name=f"forget {n} random samples")
+    name = f"forget {n} random samples" + (f" ({frac:.0%})" if frac is not None else "")
+    return Task(data, "random", f, torch.empty(0, dtype=torch.long), [], name=name)
 
 
 def forget_instances(data: Dataset, indices: Sequence[int]) -> Task:
-    """Forget the given training instances."""
-    idx = torch.as_tensor(list(indices) if not torch.is_tensor(indices) else indices, dtype=torch.long)
+    """Forget the given training instances (each index once)."""
+    if isinstance(indices, (bool, np.bool_)):
+        raise ValueError(f"Instances are given by integer index, got {indices!r}.")
+    if isinstance(indices, (int, np.integer)):
+        indices = [int(indices)]
+    if torch.is_tensor(indices) or isinstance(indices, np.ndarray):
+        idx = torch.as_tensor(indices).reshape(-1)
+        if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+            raise ValueError(f"Instances are given by integer index, got a {idx.dtype} tensor.")
+        idx = idx.long().cpu()
+    else:
+        items = list(indices)
+        bad = [i for i in items if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer))]
+        if bad:
+            raise ValueError(f"Instances are given by integer index, got {bad[0]!r} ({type(bad[0]).__name__}).")
+        idx = torch.as_tensor([int(i) for i in items], dtype=torch.long)
     if idx.numel() == 0:
         raise ValueError("The forget set is empty: give at least one instance index.")
+    values, counts = idx.unique(return_counts=True)
+    if (counts > 1).any():
+        rep = [f"{int(v)} ({int(c)}x)" for v, c in zip(values[counts > 1], counts[counts > 1])]
+        raise ValueError(f"forget_instances got repeated indices: {', '.join(rep[:10])}"
+                         f"{' ...' if len(rep) > 10 else ''}. Give each training sample once "
+                         f"(e.g. sorted(set(indices))).")
     return Task(data, "instances", idx, torch.empty(0, dtype=torch.long), [], name=f"forget {idx.numel()} instances")
