@@ -77,7 +77,7 @@ def test_forgets_the_class_and_keeps_the_rest(coded, task, unlearned):
     assert before_f > 90
     assert 100 - after_f >= 90, f"E_F only {100 - after_f:.1f}%"
     assert after_r >= before_r - 10, f"A_R fell from {before_r:.1f} to {after_r:.1f}"
-    info = unlearned.mnemonic_info
+    info = unlearned.unlearn_info
     assert info["sign"] in (1, -1) and info["fisher_seconds"] > 0 and info["perturb_seconds"] > 0
     assert unlearned.unlearn_info["access"] == "class_ids"
 
@@ -88,14 +88,14 @@ def test_perturbation_is_exactly_plus_minus_alpha_eta(coded, task, unlearned):
     eta = uk.methods.importance_ratio(uk.methods.average_fisher(per_class, [0]),
                                       uk.methods.average_fisher(per_class, range(1, 10)))
     alpha = uk.methods.step_sizes(eta, **LAMBDAS)
-    sign = unlearned.mnemonic_info["sign"]
+    sign = unlearned.unlearn_info["sign"]
     before, after = dict(coded.named_parameters()), dict(unlearned.named_parameters())
     for n in eta:
         assert alpha[n] == min(LAMBDAS["lambda1"], LAMBDAS["lambda2"] / eta[n].max().item())
         torch.testing.assert_close(after[n] - before[n], sign * alpha[n] * eta[n], rtol=1e-4, atol=1e-6)
         assert (after[n] - before[n]).abs().max() <= LAMBDAS["lambda2"] * (1 + 1e-5)   # Eq. 7 caps every move
     # the chosen sign is the one with the larger A_R + E_F on the codes
-    s = unlearned.mnemonic_info["scores"]
+    s = unlearned.unlearn_info["scores"]
     assert sum(s[sign].values()) >= sum(s[-sign].values())
 
 
@@ -126,7 +126,7 @@ def test_does_not_mutate_and_is_deterministic(coded, task):
 
 def test_with_data_variant_runs_and_uses_data(coded, task):
     out = uk.methods.mnemonic_with_data(coded, task, n_per_class=20, **LAMBDAS)
-    assert out.mnemonic_info["fisher_from"] == "data"
+    assert out.unlearn_info["fisher_from"] == "data"
     assert any(not torch.equal(p, q) for p, q in zip(out.parameters(), coded.parameters()))
     # the unregistered function, handed only class ids, cannot get at the images it needs
     with pytest.raises(uk.AccessError, match="class_ids"):

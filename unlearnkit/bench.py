@@ -169,7 +169,7 @@ class Spread:
         ``stat="median"``), over the runs that did not diverge, plus ``runs`` and ``diverged`` counts."""
         metrics = [m for m in metrics if m in self.runs.columns]
         ok = self.runs[~self.runs["diverged"]]
-        g = ok.groupby("method", sort=False)[metrics]
+        g = ok[["method"] + metrics].astype({m: float for m in metrics}).groupby("method", sort=False)
         if stat == "mean":
             parts = {f"{m} mean": g[m].mean() for m in metrics}
             parts.update({f"{m} std": g[m].std(ddof=1) for m in metrics})
@@ -242,8 +242,9 @@ def run_spread(methods, make_task: Callable, train: dict, *, seeds: Iterable[int
     for item in forget:
         for seed in seeds:
             task = make_task(item, seed)
-            original = train_or_load(task, "original", seed=seed, verbose=False, **train)
-            retrained = train_or_load(task, "retrain", seed=seed, verbose=False, **train)
+            kw = {"verbose": False, **train, "seed": seed}
+            original = train_or_load(task, "original", **kw)
+            retrained = train_or_load(task, "retrain", **kw)
             base = {"original": original, "retrain": retrained}
             df, models = run_methods(methods, original, task, {k: base[k] for k in extra}, mia=mia,
                                      reference=reference, verbose=verbose, seed=seed)
