@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import validate
 from .data import Dataset, stratified_indices
 
 # what each access level may read; "class_ids" = which classes are forgotten (no data)
@@ -415,18 +416,8 @@ def forget_random(data: Dataset, n: int | float, seed: int = 0) -> Task:
     ``(0, 1)``: ``0.1`` forgets a random 10%, at least one sample).
     """
     N = len(data.y_train)
-    frac = None
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, float, np.floating)):
-        raise ValueError(f"n is a number of samples (an integer) or a fraction in (0, 1), got {n!r} "
-                         f"({type(n).__name__}).")
-    if isinstance(n, (float, np.floating)):
-        if not 0.0 < n < 1.0:
-            raise ValueError(f"n is a number of samples (an integer in 1..{N - 1}) or a fraction in (0, 1), "
-                             f"got {n!r}. For 10% of the training set write 0.1.")
-        frac, n = float(n), max(1, round(float(n) * N))
-    n = int(n)
-    if not 0 < n < N:
-        raise ValueError(f"n must lie in 1..{N - 1} for {data.name}, got {n}.")
+    frac = float(n) if isinstance(n, (float, np.floating)) else None
+    n = validate.count_or_fraction("n", n, N)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     g = torch.Generator().manual_seed(int(seed))

@@ -78,3 +78,20 @@ def model(name: str, m):
     if not isinstance(m, torch.nn.Module):
         raise TypeError(f"{name} must be a torch model (nn.Module), got {type(m).__name__}.")
     return m
+
+
+def count_or_fraction(name: str, v, total: int) -> int:
+    """A number of items out of ``total``: an integer in 1..total-1, or a fraction in (0, 1)
+    (rounded, at least one). Bools, text and other numbers are refused."""
+    import numpy as np
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} is a number of samples (an integer) or a fraction in (0, 1), got {v!r} "
+                         f"({type(v).__name__}).")
+    if isinstance(v, (float, np.floating)):
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"{name} is a number of samples (an integer in 1..{total - 1}) or a fraction in (0, 1), "
+                             f"got {v!r}. For 10% of the training set write 0.1.")
+        return max(1, round(float(v) * total))
+    if not 0 < v < total:
+        raise ValueError(f"{name} must lie in 1..{total - 1}, got {v}.")
+    return int(v)
