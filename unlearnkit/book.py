@@ -1,9 +1,17 @@
-"""``python -m unlearnkit.book``: execute every chapter in the active profile and render the book.
+"""``python -m unlearnkit.book``: execute every chapter and render the book.
 
-The committed notebooks are never touched: the book sources are copied to
-``_build/run``, executed there (``UNLEARNKIT_PROFILE`` picks the profile; a CPU box
-runs ``quick`` on the embedded digits data), and rendered with warnings as errors to
-``_build/html``. ``--render-only`` renders the committed outputs instead.
+The committed notebooks are never touched unless ``--write-back`` asks for it: the book
+sources are copied to ``_build/run``, executed there and rendered with warnings as errors to
+``_build/html``. ``--profile`` picks the profile the chapters run (``UNLEARNKIT_PROFILE``;
+without it, a CPU box runs ``quick`` on the embedded digits data), ``--seed`` the seed
+(``UNLEARNKIT_SEED``). ``--render-only`` renders the committed outputs instead.
+
+``--dry-run`` checks a profile's code path without its cost, e.g. ``--profile full --dry-run``
+on a laptop before renting a GPU: every chapter runs on a copy in ``_build/dry-run`` with
+``UNLEARNKIT_DRY_RUN=1`` (loops capped at two steps, datasets at a few hundred images, models
+cached in a temporary folder, claims skipped); nothing is rendered. Either way every chapter
+is run even after one fails, the time per chapter is printed with a summary at the end, and
+the exit status is non-zero when any chapter failed.
 """
 from __future__ import annotations
 
@@ -13,28 +21,87 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+PROFILES = ("smoke", "quick", "full")
+DRY_RUN_TIMEOUT = 600          # seconds per chapter in a dry run unless --timeout says otherwise
+CIFAR10_FOLDERS = ("cifar10-jpeg", "cifar10", "CIFAR-10-images")
 
 
 def chapters(root: Path) -> list[Path]:
+    """The notebooks of ``_toc.yml``'s chapters, in order."""
     import yaml
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     files = [c["file"] for c in toc.get("chapters", [])]
     return [root / f"{f}.ipynb" for f in files if (root / f"{f}.ipynb").exists()]
 
 
-def execute(nb_path: Path, timeout: int | None = None) -> float:
+@dataclass
+class Result:
+    """How one chapter's execution went."""
+
+    chapter: str
+    seconds: float
+    error: str | None = None          # None: it ran through
+    cell: int | None = None           # index of the failing cell
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _first_line(source: str) -> str:
+    line = next((s for s in source.splitlines() if s.strip()), "")
+    return line if len(line) <= 70 else line[:69] + "…"
+
+
+def execute(nb_path: Path, timeout: float | None = None, env: dict | None = None,
+            out_path: Path | None = None) -> Result:
+    """Run the notebook at ``nb_path`` in a fresh kernel (working directory: its folder).
+
+    ``timeout`` bounds the whole chapter in seconds (``None``: unbounded); ``env`` is the
+    kernel's environment. The executed notebook, partial when a cell failed, is written to
+    ``out_path`` (default: ``nb_path``). Never raises for a failing chapter: the
+    :class:`Result` says what failed.
+    """
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
     nb = nbformat.read(nb_path, as_version=4)
-    t0 = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(nb_path.parent)}}).execute()
-    nbformat.write(nb, nb_path)
-    return time.perf_counter() - t0
+    where = {"cell": None}
+    t0 = time.monotonic()
+    deadline = None if not timeout else t0 + float(timeout)
+
+    def cell_timeout(cell):
+        return None if deadline is None else max(1.0, deadline - time.monotonic())
+
+    def on_cell_start(cell, cell_index):
+        where["cell"] = cell_index
+
+    client = NotebookClient(nb, kernel_name="python3", timeout_func=cell_timeout, record_timing=False,
+                            on_cell_start=on_cell_start,
+                            resources={"metadata": {"path": str(nb_path.parent)}})
+    error = None
+    try:
+        client.execute(env=env) if env is not None else client.execute()
+    except CellExecutionError as e:
+        error = f"{e.ename}: {e.evalue}" if getattr(e, "ename", None) else str(e).strip().splitlines()[-1]
+    except CellTimeoutError:
+        error = f"timed out: the chapter ran past its {timeout:.0f}s limit (--timeout)"
+    except Exception as e:  # dead kernel, kernel that never starts, ...
+        error = f"{type(e).__name__}: {e}"
+    seconds = time.monotonic() - t0
+    nbformat.write(nb, out_path or nb_path)
+    cell = where["cell"] if error else None
+    if error and cell is not None:
+        error = f"cell {cell} `{_first_line(nb.cells[cell].source)}`: {error}"
+    return Result(nb_path.stem, seconds, error, cell)
 
 
 def build(src: Path, out: Path) -> None:
+    """Render the book at ``src`` to ``out/_build/html`` with warnings as errors."""
     cmd = [sys.executable, "-m", "jupyter_book", "build", str(src), "--path-output", str(out), "-W", "-n",
            "--keep-going"]
     # jupyter-book 1 exposes its CLI as `jupyter-book`; fall back to it when -m is unavailable
@@ -44,35 +111,142 @@ def build(src: Path, out: Path) -> None:
     subprocess.run(cmd, check=True)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m unlearnkit.book", description=__doc__)
+def find_cifar10(data: Path) -> Path | None:
+    """An unpacked CIFAR-10 ImageFolder (``train/`` and ``test/``) under the data folder, if any."""
+    for name in CIFAR10_FOLDERS:
+        d = data / name
+        if (d / "train").is_dir() and (d / "test").is_dir():
+            return d
+        # a tarball with a top folder of its own, unpacked into data/<name>/
+        subs = [s for s in d.iterdir() if s.is_dir()] if d.is_dir() else []
+        if len(subs) == 1 and (subs[0] / "train").is_dir() and (subs[0] / "test").is_dir():
+            return subs[0]
+    return None
+
+
+def kernel_env(root: Path, profile: str | None = None, seed: int | None = None,
+               dry_run: bool = False) -> dict:
+    """The environment the chapters' kernels run in (the runner's own, plus the run's switches)."""
+    env = dict(os.environ)
+    env.setdefault("UNLEARNKIT_DATA", str(root / "data"))
+    env["UNLEARNKIT_PROGRESS"] = "0"            # progress bars never leak into stored outputs
+    if profile:
+        env["UNLEARNKIT_PROFILE"] = profile
+    if seed is not None:
+        env["UNLEARNKIT_SEED"] = str(seed)
+    if dry_run:
+        env["UNLEARNKIT_DRY_RUN"] = "1"
+    else:
+        env.pop("UNLEARNKIT_DRY_RUN", None)
+    if not env.get("UNLEARNKIT_CIFAR10"):
+        found = find_cifar10(Path(env["UNLEARNKIT_DATA"]).expanduser())
+        if found is not None:
+            env["UNLEARNKIT_CIFAR10"] = str(found.resolve())
+            print(f"CIFAR-10: using the ImageFolder copy at {found} (UNLEARNKIT_CIFAR10)")
+    return env
+
+
+def copy_sources(root: Path, dest: Path) -> None:
+    """A fresh copy of the book sources (configuration, table of contents, book/) in ``dest``."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for f in ("_config.yml", "_toc.yml"):
+        shutil.copy(root / f, dest / f)
+    shutil.copytree(root / "book", dest / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+
+
+def summary(results: list[Result], title: str) -> str:
+    """The table printed at the end of a run."""
+    w = max([len(r.chapter) for r in results] + [len("chapter")])
+    lines = [title, f"{'chapter':<{w}}  {'status':<6}  {'time':>8}", f"{'-' * w}  ------  --------"]
+    for r in results:
+        lines.append(f"{r.chapter:<{w}}  {'ok' if r.ok else 'FAILED':<6}  {_clock(r.seconds):>8}")
+    total = sum(r.seconds for r in results)
+    failed = [r for r in results if not r.ok]
+    lines.append(f"{'total':<{w}}  {f'{len(results) - len(failed)}/{len(results)}':<6}  {_clock(total):>8}")
+    for r in failed:
+        lines.append(f"FAILED {r.chapter}: {r.error}")
+    return "\n".join(lines)
+
+
+def _clock(s: float) -> str:
+    m, s = divmod(int(round(s)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def run_chapters(root: Path, work: Path, env: dict, only=None, timeout: float | None = None,
+                 write_back: bool = False) -> list[Result]:
+    """Execute the chapters of the copy in ``work`` one after the other, going on after a failure."""
+    results = []
+    for nb in chapters(work):
+        if only and not any(s in nb.stem for s in only):
+            continue
+        print(f"executing {nb.relative_to(work)} ...", flush=True)
+        r = execute(nb, timeout=timeout, env=env)
+        if r.ok:
+            print(f"  done in {_clock(r.seconds)}", flush=True)
+            if write_back:
+                shutil.copy(nb, root / nb.relative_to(work))
+                print(f"  outputs written back to {nb.relative_to(work)}", flush=True)
+        else:
+            print(f"  FAILED after {_clock(r.seconds)}: {r.error}", flush=True)
+        results.append(r)
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m unlearnkit.book", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default=".", help="the repository root (with _config.yml and _toc.yml)")
+    ap.add_argument("--profile", choices=PROFILES, default=None,
+                    help="the profile the chapters run (sets UNLEARNKIT_PROFILE; default: the environment's, "
+                         "else full with a GPU and quick without)")
+    ap.add_argument("--seed", type=int, default=None, help="the seed of every chapter (sets UNLEARNKIT_SEED)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="check the code path only: loops capped at two steps, small data, no claims, "
+                         "copies in _build/dry-run, nothing rendered")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help=f"seconds each chapter may run (default: unbounded; {DRY_RUN_TIMEOUT} in a dry run)")
+    ap.add_argument("--write-back", action="store_true",
+                    help="copy each successfully executed notebook back into book/ (refreshes the committed outputs)")
     ap.add_argument("--render-only", action="store_true", help="render the committed outputs, execute nothing")
     ap.add_argument("--only", nargs="*", default=None, help="execute only chapters whose name contains these")
     a = ap.parse_args(argv)
     root = Path(a.root).resolve()
     if not (root / "_toc.yml").exists():
-        sys.exit(f"{root} has no _toc.yml: run this from the repository root or pass --root.")
+        ap.error(f"{root} has no _toc.yml: run this from the repository root or pass --root.")
+    if a.seed is not None and a.seed < 0:
+        ap.error("--seed must be a non-negative integer")
+    if a.dry_run and (a.write_back or a.render_only):
+        ap.error("--dry-run executes throw-away copies: it cannot be combined with --write-back or --render-only")
     if a.render_only:
         build(root, root)
         print(f"rendered committed outputs to {root / '_build' / 'html'}")
-        return
-    run = root / "_build" / "run"
-    shutil.rmtree(run, ignore_errors=True)
-    run.mkdir(parents=True)
-    for f in ("_config.yml", "_toc.yml"):
-        shutil.copy(root / f, run / f)
-    shutil.copytree(root / "book", run / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    os.environ.setdefault("UNLEARNKIT_DATA", str(root / "data"))
-    print(f"profile: {os.environ.get('UNLEARNKIT_PROFILE', '(hardware default)')}")
-    for nb in chapters(run):
-        if a.only and not any(s in nb.stem for s in a.only):
-            continue
-        print(f"executing {nb.relative_to(run)} ...", flush=True)
-        print(f"  done in {execute(nb):.0f}s", flush=True)
-    build(run, root)
-    print(f"rendered to {root / '_build' / 'html'} (committed notebooks untouched)")
+        return 0
+
+    work = root / "_build" / ("dry-run" if a.dry_run else "run")
+    copy_sources(root, work)
+    env = kernel_env(root, a.profile, a.seed, a.dry_run)
+    timeout = a.timeout if a.timeout is not None else (DRY_RUN_TIMEOUT if a.dry_run else None)
+    mode = "DRY RUN of " if a.dry_run else ""
+    print(f"{mode}profile {env.get('UNLEARNKIT_PROFILE', '(hardware default)')}, "
+          f"seed {env.get('UNLEARNKIT_SEED', '(default)')}, copies in {work.relative_to(root)}"
+          + (f", {timeout:.0f}s per chapter" if timeout else ""), flush=True)
+    results = run_chapters(root, work, env, a.only, timeout, a.write_back)
+    print()
+    print(summary(results, f"{mode}profile {env.get('UNLEARNKIT_PROFILE', '(hardware default)')}:"))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"\n{len(failed)} chapter(s) failed; the executed copies are in {work}", file=sys.stderr)
+        return 1
+    if a.dry_run:
+        print(f"\ndry run passed: every chapter ran its code path (executed copies in {work})")
+        return 0
+    build(work, root)
+    print(f"rendered to {root / '_build' / 'html'}"
+          + (" (outputs written back to book/)" if a.write_back else " (committed notebooks untouched)"))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
