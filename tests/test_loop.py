@@ -175,3 +175,50 @@ def test_bn_stat_change_and_evaluate_errors(digits, trained_mlp):
     task = uk.forget_classes(digits, [0])
     with pytest.raises(TypeError, match="'x' is a int, not a torch model"):
         uk.evaluate({"x": 3}, task)
+
+
+# ----------------------------------------------------------------------------- methods moved onto the loop
+
+def test_relabel_moves_every_forget_sample_to_its_nearest_wrong_class(digits, trained_mlp):
+    task = uk.forget_instances(digits, [0, 1, 2, 3])
+    xf, yf = task.forget_set()
+    wrong = uk.methods.nearest_wrong_labels(trained_mlp, xf, yf)
+    assert (wrong != yf).all()
+    logits = uk.predict(trained_mlp, xf)
+    logits[torch.arange(4), yf] = -1e9
+    assert torch.equal(wrong, logits.argmax(1))
+    out = uk.methods.relabel(trained_mlp, task, lr=0.05, max_steps=300)
+    assert out.unlearn_info["relabelled"] == 1.0 and out.unlearn_info["steps"] < 300
+    assert torch.equal(uk.predict(out, xf).argmax(1), wrong)
+    assert out.unlearn_info["access"] == "forget"
+
+
+def test_random_labels_defaults_to_the_benchmarks_adam_and_moves_more_than_sgd(digits, trained_mlp):
+    task = uk.forget_classes(digits, [3])
+    adam = uk.methods.random_labels(trained_mlp, task, epochs=3)
+    sgd = uk.methods.random_labels(trained_mlp, task, epochs=3, optimizer="sgd")
+    assert adam.unlearn_info["hyperparameters"] == {"epochs": 3}
+    d = lambda m: sum((p - q).norm() ** 2 for p, q in zip(m.parameters(), trained_mlp.parameters())) ** 0.5  # noqa
+    assert d(adam) > 3 * d(sgd)
+    assert uk.accuracy(adam, *task.forget_set()) < uk.accuracy(sgd, *task.forget_set())
+
+
+def test_fisher_forgetting_variance_is_averaged_over_input_units_only():
+    from unlearnkit.methods.baselines import _fisher_variance
+    p = torch.zeros(2, 3, 2, 2)
+    f = torch.ones(2, 3, 2, 2)
+    f[:, :, 0, 0] = 0.5                       # kernel position (0, 0) is less informative
+    var = _fisher_variance(f, p, alpha=1.0, max_var=1e3, is_head=False)
+    assert var.shape == p.shape
+    assert torch.allclose(var[:, :, 0, 0], torch.full((2, 3), 2.0, dtype=var.dtype), atol=1e-6)
+    assert torch.allclose(var[:, :, 1, 1], torch.ones(2, 3), atol=1e-6)   # positions are not mixed
+
+
+def test_same_seed_same_numbers_on_cpu(digits, trained_mlp):
+    task = uk.forget_classes(digits, [2])
+    a, _ = uk.run_methods(["finetune", ("jit", {"sigma": 0.5, "lr": 1e-3})], trained_mlp, task, verbose=False,
+                          mia=False, seed=4)
+    b, _ = uk.run_methods(["finetune", ("jit", {"sigma": 0.5, "lr": 1e-3})], trained_mlp, task, verbose=False,
+                          mia=False, seed=4)
+    cols = ["test_retain", "test_forget", "train_forget"]
+    assert a[cols].equals(b[cols])

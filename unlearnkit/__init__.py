@@ -6,7 +6,8 @@ __version__ = "0.2.0"
 
 from . import attacks, bench, validate, data, fisher, methods, metrics, models, plots, profiles, tasks, training, zoo  # noqa: E402
 from .bench import Spread, format_table, run_methods, run_spread, timed  # noqa: E402
-from .data import DATASETS, Dataset, DatasetUnavailableError, load_dataset, make_toy  # noqa: E402
+from .data import (DATASETS, Dataset, DatasetUnavailableError, load_dataset, make_toy,  # noqa: E402
+                   stratified_indices)
 from .fisher import diag_fisher, mas_importance  # noqa: E402
 from .methods import get_method, register, runtime  # noqa: E402
 from .metrics import (activation_distance, bn_stat_change, entropy, evaluate, js_divergence, linear_cka, mia_entropy,  # noqa: E402

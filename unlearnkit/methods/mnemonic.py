@@ -55,6 +55,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from ..data import stratified_indices
 from ..fisher import diag_fisher
 from ..models import Normalize, check_finite
 from ..training import check_inputs, predict
@@ -414,12 +415,7 @@ def mnemonic_with_data(model, task, n_per_class: int | None = 100, lambda1: floa
         xr, yr = task.retain_set()
     else:
         xr, yr = task.retain_subset(n_per_class=n_per_class, seed=seed)
-        g = torch.Generator().manual_seed(seed)
-        keep = []
-        for c in forget:
-            members = (yf == c).nonzero().flatten().cpu()
-            keep.append(members[torch.randperm(len(members), generator=g)[:n_per_class]])
-        keep = torch.cat(keep).sort().values.to(xf.device)
+        keep = stratified_indices(yf, n_per_class=n_per_class, seed=seed).to(xf.device)
         xf, yf = xf[keep], yf[keep]
     x, y = torch.cat([xf, xr]), torch.cat([yf, yr])
     info = _one_shot(model, x, y, x, y, forget, retain, lambda1, lambda2, posinf)
