@@ -93,6 +93,13 @@ def test_private_names(view, name):
             getattr(view, name)
 
 
+def test_the_private_reader_reads_only_what_the_view_shows(view):
+    for name in ("_take", "__post_init__", "__class__", "view", "data", "retain_set"):
+        with pytest.raises(uk.AccessError):
+            view._get(name)
+    assert view._get("num_classes") == 10
+
+
 def test_every_name_on_the_view(view, task0):
     """Whatever dir(view) lists either refuses or hands out something that is not the task."""
     for name in dir(view):

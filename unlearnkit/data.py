@@ -407,13 +407,13 @@ def _stand_in(name: str, seed: int = 0, n: int | None = None) -> Dataset:
     g = torch.Generator().manual_seed(10_007 + seed)
     patterns = torch.rand(len(classes), *shape, generator=g)
 
-    def split(offset):
+    def split():
         fine = torch.arange(n) % len(classes)
         fine = fine[torch.randperm(n, generator=g)]
         x = (0.6 * patterns[fine] + 0.4 * torch.rand(n, *shape, generator=g)).clamp_(0, 1)
         return x, fine
-    xtr, ftr = split(0)
-    xte, fte = split(1)
+    xtr, ftr = split()
+    xte, fte = split()
     mean, std = _STATS[name]
     meta = {"stand_in": True, "dry_run": True}
     augment = name.startswith("cifar")

@@ -212,6 +212,9 @@ class TaskView:
 
     def _get(self, item: str):
         task, access, method = _BEHIND[self]
+        if item not in _NEEDS and item not in _OPEN:
+            raise AccessError(f"{method} sees the task through a view with access {access!r}, and never the task "
+                              f"behind it ({item!r}).")
         need = _NEEDS.get(item)
         if need is not None and not _allows(access, need):
             raise AccessError(
