@@ -133,6 +133,8 @@ def test_rewriting_the_view(view):
         del view.method
     with pytest.raises(AttributeError):
         view.__class__ = Task
+    with pytest.raises(AttributeError, match="initialised twice"):
+        view.__init__(view, "full", "zero_shot")
     assert view.access == "forget"
 
 

@@ -180,6 +180,8 @@ class TaskView:
     __slots__ = ("__weakref__",)
 
     def __init__(self, task, access: str, method: str = "this method"):
+        if self in _BEHIND:
+            raise AttributeError("A task view is read-only: it cannot be initialised twice.")
         if not isinstance(access, str) or access not in ACCESS:
             raise ValueError(f"Unknown access level {access!r}: choose one of {list(ACCESS)}.")
         if isinstance(task, TaskView):
