@@ -182,6 +182,57 @@ def check_diverged(model: nn.Module, method: str, step: int | None = None, hint:
 
 # ----------------------------------------------------------------------------- the loop
 
+@dataclass
+class _Run:
+    """The state of one :func:`descend` call: optimiser, schedule, counters, divergence tracker."""
+
+    opt: torch.optim.Optimizer
+    sched: object
+    total: int | None
+    max_steps: int | None
+    first_bad: torch.Tensor
+    step: int = 0
+
+    def full(self) -> bool:
+        return self.max_steps is not None and self.step >= self.max_steps
+
+    def record(self, loss: torch.Tensor) -> None:
+        """Remember the first step whose loss is not finite, without a device sync."""
+        bad = (self.first_bad < 0) & ~torch.isfinite(loss)
+        self.first_bad = torch.where(bad, torch.full_like(self.first_bad, self.step), self.first_bad)
+        self.step += 1
+
+
+def _start(model, params, optimizer, lr, momentum, weight_decay, schedule, epochs, steps_per_epoch,
+           max_steps) -> _Run:
+    params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
+    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
+    max_steps = profiles.active().cap(max_steps)
+    total = epochs * steps_per_epoch if steps_per_epoch else None
+    if max_steps is not None and total is not None:
+        total = min(total, max_steps)
+    sched = None if schedule == "constant" else \
+        make_schedule(opt, schedule, total or max(1, epochs), steps_per_epoch or 1, lr)
+    dev = _device(model)
+    return _Run(opt, sched, total, max_steps, torch.full((), -1, dtype=torch.long, device=dev))
+
+
+def _step(run: _Run, model, loss_fn, batch, amp, clip_grad) -> torch.Tensor:
+    """One optimiser step on ``loss_fn(model, *batch)``; returns the detached loss."""
+    with _autocast(_device(model), amp):
+        loss = loss_fn(model, *batch)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad:
+        nn.utils.clip_grad_norm_([p for g in run.opt.param_groups for p in g["params"]], clip_grad)
+    run.opt.step()
+    if run.sched is not None and (run.total is None or run.step < run.total):
+        run.sched.step()
+    loss = loss.detach().float()
+    run.record(loss)
+    return loss
+
+
 def descend(model: nn.Module, data: Callable[[int], Iterable] | Iterable, loss_fn: Callable, *,
             epochs: int = 1, lr: float = 0.01, optimizer: str = "sgd", momentum: float = 0.9,
             weight_decay: float = 0.0, schedule: str = "constant", steps_per_epoch: int | None = None,
@@ -200,68 +251,41 @@ def descend(model: nn.Module, data: Callable[[int], Iterable] | Iterable, loss_f
     ``on_epoch(epoch, mean_loss)`` is called after each epoch. Mixed precision only with
     ``amp=True`` (or ``None``: on CUDA).
     """
+    from tqdm.auto import tqdm
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}.")
-    if progress is None:
-        progress = profiles.progress_default()
-    max_steps = profiles.active().cap(max_steps)
-    dev = _device(model)
-    params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
-    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
-    total = epochs * steps_per_epoch if steps_per_epoch else None
-    if max_steps is not None and total is not None:
-        total = min(total, max_steps)
-    sched = make_schedule(opt, schedule, total or max(1, epochs), steps_per_epoch or 1, lr) \
-        if schedule != "constant" else None
-    hist = History()
-    first_bad = torch.full((), -1, dtype=torch.long, device=dev)
-    step = 0
-    t0 = time.perf_counter()
-    from tqdm.auto import tqdm
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
-    try:
+    run = _start(model, params, optimizer, lr, momentum, weight_decay, schedule, epochs, steps_per_epoch,
+                 max_steps)
+    hist, t0 = History(), time.perf_counter()
+    bar = tqdm(total=run.total, desc=desc, leave=False,
+               disable=not (profiles.progress_default() if progress is None else progress))
+    with bar:
         for epoch in range(epochs):
             model.train(train_mode)
-            tot, n = torch.zeros((), device=dev), 0
+            losses = []
             for batch in (data(epoch) if callable(data) else data):
-                if max_steps is not None and step >= max_steps:
+                if run.full():
                     break
-                with _autocast(dev, amp):
-                    loss = loss_fn(model, *batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip_grad:
-                    nn.utils.clip_grad_norm_(params, clip_grad)
-                opt.step()
-                if sched is not None and (total is None or step < total):
-                    sched.step()
-                ld = loss.detach().float()
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(ld), torch.tensor(step, device=dev),
-                                        first_bad)
-                tot += ld
-                n += 1
-                step += 1
+                losses.append(_step(run, model, loss_fn, batch, amp, clip_grad))
                 bar.update(1)
-                if stop is not None and step % stop_every == 0 and stop(model):
+                if stop is not None and run.step % stop_every == 0 and stop(model):
                     hist.stopped_early = True
                     break
-            hist.loss.append(float(tot) / max(n, 1))
+            hist.loss.append(float(torch.stack(losses).mean()) if losses else float("nan"))
             hist.epochs = epoch + 1
-            if int(first_bad) >= 0 or not math.isfinite(hist.loss[-1]):
-                raise DivergedError(f"{desc} diverged at step {int(first_bad)} (epoch {epoch}): the loss became "
-                                    f"NaN or infinite; {hint} (now {lr}).", method=desc, step=int(first_bad))
+            if int(run.first_bad) >= 0:
+                raise DivergedError(f"{desc} diverged at step {int(run.first_bad)} (epoch {epoch}): the loss "
+                                    f"became NaN or infinite; {hint} (now {lr}).", method=desc,
+                                    step=int(run.first_bad))
             if on_epoch is not None:
                 on_epoch(epoch, hist.loss[-1])
             bar.set_postfix(loss=f"{hist.loss[-1]:.3f}")
-            if hist.stopped_early or (max_steps is not None and step >= max_steps):
+            if hist.stopped_early or run.full():
                 break
-    finally:
-        bar.close()
-    check_diverged(model, desc, step, hint=hint[0].upper() + hint[1:] + ".")
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    hist.seconds = time.perf_counter() - t0
-    hist.steps = step
+    check_diverged(model, desc, run.step, hint=hint[0].upper() + hint[1:] + ".")
+    if _device(model).type == "cuda":
+        torch.cuda.synchronize(_device(model))
+    hist.seconds, hist.steps = time.perf_counter() - t0, run.step
     return hist
 
 
