@@ -16,7 +16,7 @@ def offline(monkeypatch):
     """Any download attempt fails loudly: the loaders must find the files written by the test."""
     def refuse(name, root):
         raise AssertionError(f"tried to download {name}")
-    monkeypatch.setattr(ukdata, "_download", refuse)
+    monkeypatch.setattr(uk.formats, "_download", refuse)
 
 
 # ----------------------------------------------------------------------------- digits and toys

@@ -14,7 +14,7 @@ from test_data import write_cifar10, write_cifar100_folder, write_imagefolder
 def dry(monkeypatch):
     def refuse(name, root):
         raise AssertionError(f"a dry run tried to download {name}")
-    monkeypatch.setattr(ukdata, "_download", refuse)
+    monkeypatch.setattr(uk.formats, "_download", refuse)
     p = uk.profile("full", dry_run=True, device="cpu", quiet=True)
     yield p
     uk.profiles.reset()
