@@ -167,7 +167,7 @@ def test_jit_matches_algorithm_1_written_out_with_gradients_cleared_every_step()
     task = uk.forget_instances(data, [3, 7, 11, 19])
     uk.set_seed(0)
     model = uk.build_model("mlp", data, hidden=(16,))
-    out = jit(model, task, sigma=0.3, lr=0.05, n_samples=6, seed=5)
+    out = jit(model, task, sigma=0.3, lr=0.05, n_samples=6, batch_size=1, seed=5)
     x, _ = task.forget_set()
 
     def by_hand(clear):
@@ -187,6 +187,30 @@ def test_jit_matches_algorithm_1_written_out_with_gradients_cleared_every_step()
     for (n, p), q, r in zip(out.named_parameters(), ref.parameters(), buggy.parameters()):
         torch.testing.assert_close(p, q, msg=f"{n} differs from Algorithm 1")
     assert any(not torch.allclose(p, r) for p, r in zip(out.parameters(), buggy.parameters()))
+
+
+def test_default_batch_is_the_authors_128_with_losses_summed_into_one_step():
+    import inspect
+    assert inspect.signature(jit).parameters["batch_size"].default == 128
+    data = uk.make_toy("moons", n_train=300, n_test=20)
+    task = uk.forget_instances(data, list(range(0, 300, 2)))          # 150 samples: 2 batches
+    uk.set_seed(0)
+    model = uk.build_model("mlp", data, hidden=(16,))
+    out = jit(model, task, sigma=0.3, lr=0.01, n_samples=6, seed=3)
+    assert out.unlearn_info["steps"] == 2
+    x, _ = task.forget_set()
+    m = uk.clone(model).eval()
+    opt = torch.optim.SGD(m.parameters(), lr=0.01)
+    g = gen(3)
+    order = torch.randperm(len(x), generator=g)
+    for b in (order[:128], order[128:]):
+        opt.zero_grad()
+        jit_loss(m, x[b], 0.3, 6, generator=g, reduction="sum").backward()
+        opt.step()
+    for (n, p), q in zip(out.named_parameters(), m.parameters()):
+        torch.testing.assert_close(p, q, msg=f"{n}: the default is not one summed step per batch of 128")
+    one = jit(model, task, sigma=0.3, lr=0.01, n_samples=6, batch_size=1, seed=3)
+    assert one.unlearn_info["steps"] == 150
 
 
 def test_jit_does_not_mutate_its_input_and_is_deterministic():

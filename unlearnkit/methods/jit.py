@@ -35,10 +35,12 @@ Choices the paper leaves open, made here deliberately (the chapter shows each):
   output layer's bias gets exactly zero gradient (it cancels in f(x) − f(x + ξ)).
 * **Gradients are cleared at every step.** (The authors' public code never clears them,
   so each step there applies the sum of all previous gradients.)
-* **Batching.** Algorithm 1 steps once per forget sample: ``batch_size=1``. With
-  ``batch_size=B`` the per-sample losses of B samples are *summed* before one step (as in
-  the authors' code, B = 128), which equals B per-sample steps to first order, so η keeps
-  its meaning.
+* **Batching.** Algorithm 1 steps once per forget sample (``batch_size=1``). The default is
+  the authors' code instead: ``batch_size=128``, the per-sample losses of a batch *summed*
+  before one step, which equals 128 per-sample steps to first order, so η keeps its meaning.
+  The chapter measured both on the digits (full class, 3 seeds × 3 classes): similar
+  accuracy and spread, and batches of 128 several times faster (26 forward passes per
+  sample batched instead of one small step per sample).
 * **Output.** ``f`` is the logit vector, as in the authors' code (``output="probs"`` uses
   the softmax instead).
 """
@@ -157,12 +159,14 @@ def jit_loss(model: nn.Module, x: torch.Tensor, sigma: float, n_samples: int = 2
 
 @register("jit", access="forget", paper="Foster et al. 2024 (JiT), Algorithm 1")
 def jit(model, task, sigma: float | None = None, lr: float | None = None, n_samples: int = 25,
-        batch_size: int = 1, epochs: int = 1, bn: str = "frozen", clamp=None, detach_noisy: bool = True,
+        batch_size: int = 128, epochs: int = 1, bn: str = "frozen", clamp=None, detach_noisy: bool = True,
         noise_space: str = "model", output: str = "logits", optimizer: str = "sgd", momentum: float = 0.0,
         seed: int | None = None):
-    """JiT unlearning (Algorithm 1): one pass over the forget set; for each sample (or batch of
-    ``batch_size`` samples, losses summed) draw ``n_samples`` copies x + ξ, ξ ~ N(0, σ²), and take
-    one optimiser step of learning rate ``lr`` on the loss of Eq. 1 (:func:`jit_loss`).
+    """JiT unlearning (Algorithm 1): one pass over the forget set; for each batch of
+    ``batch_size`` samples (default 128, the authors' code; ``batch_size=1`` is Algorithm 1's
+    one step per sample) draw ``n_samples`` copies x + ξ, ξ ~ N(0, σ²) per sample, sum the
+    per-sample losses of Eq. 1 (:func:`jit_loss`) and take one optimiser step of learning rate
+    ``lr``.
 
     Zero-shot: registered with access ``"forget"``, so asking the task for retain data raises
     :class:`~unlearnkit.AccessError`. Plain SGD (``momentum=0``, no weight decay) as in the paper;
