@@ -11,7 +11,7 @@ COLORS = {"forget": "#d62728", "retain": "#1f77b4", "test": "#7f7f7f", "original
           "retrain": "#2ca02c", "unlearned": "#9467bd"}
 METHOD_COLORS = {"original": "#222222", "retrain": "#2ca02c", "finetune": "#1f77b4", "neggrad": "#ff7f0e",
                  "random_labels": "#8c564b", "fisher_forgetting": "#e377c2", "jit": "#9467bd",
-                 "mnemonic": "#17becf", "boundary_shrink": "#bcbd22"}
+                 "mnemonic": "#17becf", "boundary_shrink": "#bcbd22", "unsir": "#d4a017"}
 
 
 def setup(context: str = "notebook"):

@@ -6,9 +6,11 @@ from .boundary import boundary_shrink, nearest_false_labels, nearest_wrong_label
 from .jit import jit, jit_loss, model_information, sample_information
 from .mnemonic import (average_fisher, class_fisher, importance_ratio, mnemonic, mnemonic_codes, mnemonic_hook,
                        mnemonic_with_data, step_sizes, train_with_codes)
+from .unsir import error_maximizing_noise, impair_set, unsir
 
 __all__ = ["REGISTRY", "get_method", "register", "runtime", "retrain", "finetune", "neggrad",
            "random_labels", "fisher_forgetting", "jit", "jit_loss", "sample_information",
            "model_information", "boundary_shrink", "nearest_false_labels", "nearest_wrong_labels", "relabel",
            "mnemonic", "mnemonic_with_data", "mnemonic_codes", "mnemonic_hook", "train_with_codes",
-           "class_fisher", "average_fisher", "importance_ratio", "step_sizes"]
+           "class_fisher", "average_fisher", "importance_ratio", "step_sizes",
+           "unsir", "error_maximizing_noise", "impair_set"]
