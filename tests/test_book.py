@@ -7,6 +7,7 @@ by this file and ``test_browser.py`` even when pytest-xdist runs them in differe
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,8 +52,11 @@ def book_build() -> dict:
         shutil.rmtree(BUILD, ignore_errors=True)
         res = subprocess.run([exe, "build", str(ROOT), "--path-output", str(BUILD), "-W", "-n", "--keep-going"],
                              capture_output=True, text=True, timeout=900)
-        done = {"run": run_id, "returncode": res.returncode, "log": res.stdout[-4000:] + res.stderr[-4000:],
-                "html": str(BUILD / "_build" / "html")}
+        log = re.sub(r"\x1b\[[0-9;]*m", "", res.stdout + res.stderr)
+        problems = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+        done = {"run": run_id, "returncode": res.returncode, "html": str(BUILD / "_build" / "html"),
+                "log": "\n".join(problems[:40] + [f"... {len(problems) - 40} more"] * (len(problems) > 40))
+                       + "\n--- end of the build log:\n" + log[-2500:]}
         BUILD.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps(done))
         return done

@@ -21,11 +21,12 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 PROFILES = ("smoke", "quick", "full")
-DRY_RUN_TIMEOUT = 600          # seconds per chapter in a dry run unless --timeout says otherwise
+DRY_RUN_TIMEOUT = 300          # seconds per chapter in a dry run (two steps per loop) unless --timeout says
 CIFAR10_FOLDERS = ("cifar10-jpeg", "cifar10", "CIFAR-10-images")
 
 
@@ -56,14 +57,22 @@ def _first_line(source: str) -> str:
     return line if len(line) <= 70 else line[:69] + "…"
 
 
-def execute(nb_path: Path, timeout: float | None = None, env: dict | None = None,
-            out_path: Path | None = None) -> Result:
-    """Run the notebook at ``nb_path`` in a fresh kernel (working directory: its folder).
+class ChapterFailed(RuntimeError):
+    """A chapter did not run through; ``.result`` says where and why."""
 
-    ``timeout`` bounds the whole chapter in seconds (``None``: unbounded); ``env`` is the
-    kernel's environment. The executed notebook, partial when a cell failed, is written to
-    ``out_path`` (default: ``nb_path``). Never raises for a failing chapter: the
-    :class:`Result` says what failed.
+    def __init__(self, result: "Result"):
+        super().__init__(f"{result.chapter}: {result.error}")
+        self.result = result
+
+
+def execute(nb_path: Path, timeout: float | None = None, out_path: Path | None = None) -> float:
+    """Run the notebook at ``nb_path`` in a fresh kernel (working directory: its folder) and
+    return the seconds it took.
+
+    The kernel inherits this process's environment. ``timeout`` bounds the whole chapter in
+    seconds (``None``: unbounded). The executed notebook, partial when a cell failed, is written
+    to ``out_path`` (default: ``nb_path``). Raises :class:`ChapterFailed` naming the failing
+    cell and its error.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -85,7 +94,7 @@ def execute(nb_path: Path, timeout: float | None = None, env: dict | None = None
                             resources={"metadata": {"path": str(nb_path.parent)}})
     error = None
     try:
-        client.execute(env=env) if env is not None else client.execute()
+        client.execute()
     except CellExecutionError as e:
         error = f"{e.ename}: {e.evalue}" if getattr(e, "ename", None) else str(e).strip().splitlines()[-1]
     except CellTimeoutError:
@@ -94,10 +103,25 @@ def execute(nb_path: Path, timeout: float | None = None, env: dict | None = None
         error = f"{type(e).__name__}: {e}"
     seconds = time.monotonic() - t0
     nbformat.write(nb, out_path or nb_path)
-    cell = where["cell"] if error else None
-    if error and cell is not None:
-        error = f"cell {cell} `{_first_line(nb.cells[cell].source)}`: {error}"
-    return Result(nb_path.stem, seconds, error, cell)
+    if error:
+        cell = where["cell"]
+        if cell is not None:
+            error = f"cell {cell} `{_first_line(nb.cells[cell].source)}`: {error}"
+        raise ChapterFailed(Result(nb_path.stem, seconds, error, cell))
+    return seconds
+
+
+@contextmanager
+def environment(env: dict):
+    """``os.environ`` is ``env`` inside the block (kernels started there inherit it), restored after."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def build(src: Path, out: Path) -> None:
@@ -139,7 +163,8 @@ def kernel_env(root: Path, profile: str | None = None, seed: int | None = None,
     else:
         env.pop("UNLEARNKIT_DRY_RUN", None)
     if not env.get("UNLEARNKIT_CIFAR10"):
-        found = find_cifar10(Path(env["UNLEARNKIT_DATA"]).expanduser())
+        roots = dict.fromkeys([Path(env["UNLEARNKIT_DATA"]).expanduser(), root / "data"])
+        found = next((f for f in map(find_cifar10, roots) if f is not None), None)
         if found is not None:
             env["UNLEARNKIT_CIFAR10"] = str(found.resolve())
             print(f"CIFAR-10: using the ImageFolder copy at {found} (UNLEARNKIT_CIFAR10)")
@@ -182,7 +207,11 @@ def run_chapters(root: Path, work: Path, env: dict, only=None, timeout: float | 
         if only and not any(s in nb.stem for s in only):
             continue
         print(f"executing {nb.relative_to(work)} ...", flush=True)
-        r = execute(nb, timeout=timeout, env=env)
+        try:
+            with environment(env):
+                r = Result(nb.stem, execute(nb, timeout=timeout))
+        except ChapterFailed as e:
+            r = e.result
         if r.ok:
             print(f"  done in {_clock(r.seconds)}", flush=True)
             if write_back:
@@ -214,7 +243,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     root = Path(a.root).resolve()
     if not (root / "_toc.yml").exists():
-        ap.error(f"{root} has no _toc.yml: run this from the repository root or pass --root.")
+        sys.exit(f"{root} has no _toc.yml: run this from the repository root or pass --root.")
     if a.seed is not None and a.seed < 0:
         ap.error("--seed must be a non-negative integer")
     if a.dry_run and (a.write_back or a.render_only):
