@@ -177,3 +177,13 @@ def test_dry_run_refuses_write_back(tmp_path):
     root = _toy_book(tmp_path / "repo", {"01_x": ["1"]})
     with pytest.raises(SystemExit):
         book.main(["--root", str(root), "--dry-run", "--write-back"])
+
+
+def test_ci_runs_the_readme_test_command_and_the_dry_run():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## 2."):]
+    command = re.search(r"```bash\n(.*?)\n```", section, re.S).group(1).strip()
+    assert "--nbval-lax" in command and " tests book" in command
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert command in ci, ".ci/run must run README section 2's test command exactly as written"
+    assert any("-m unlearnkit.book --profile full --dry-run" in line for line in ci)
