@@ -147,6 +147,14 @@ def test_impair_without_repair_and_callback(trained_mlp, task0):
     assert m0.unlearn_info["repair_seconds"] == 0.0
 
 
+def test_impair_without_noise(trained_mlp, task0):
+    m = unsir(trained_mlp, task0, **dict(SMALL, noise_copies=0))
+    assert m.unlearn_info["n_noise"] == 0 and m.unlearn_info["noise_seconds"] < 0.5
+    xs, ys = torch.rand(3, 1, 8, 8), torch.tensor([1, 2, 3])
+    x, y = impair_set(torch.zeros(1, 0, 1, 8, 8), [0], xs, ys, copies=0)
+    assert torch.equal(x, xs) and torch.equal(y, ys)
+
+
 def test_same_seed_same_model(trained_mlp, task0):
     a = unsir(trained_mlp, task0, **dict(SMALL, seed=3))
     b = unsir(trained_mlp, task0, **dict(SMALL, seed=3))
@@ -176,7 +184,7 @@ def test_random_forgetting_is_refused(trained_mlp, digits):
 
 @pytest.mark.parametrize("bad", [dict(lam=-0.1), dict(lam=float("nan")), dict(impair_lr=0.0),
                                  dict(repair_lr=-1.0), dict(n_per_class=0), dict(impair_epochs=-1),
-                                 dict(noise_copies=0), dict(noise_lr=0.0), dict(noise_steps=-1),
+                                 dict(noise_copies=-1), dict(noise_lr=0.0), dict(noise_steps=-1),
                                  dict(batch_size=True)])
 def test_bad_hyperparameters(trained_mlp, task0, bad):
     with pytest.raises(ValueError):

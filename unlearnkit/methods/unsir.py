@@ -142,14 +142,15 @@ def error_maximizing_noise(model: nn.Module, classes: Sequence[int], *, batch_si
 def impair_set(noise: torch.Tensor, classes: Sequence[int], x_sub: torch.Tensor, y_sub: torch.Tensor,
                copies: int = 20, noise_label: int | None = None):
     """The impair step's training data: D_r_sub ∪ {(N_c, c)}, each noise batch repeated ``copies``
-    times (the authors use 20) and labelled with *its own* class ``c``.
+    times (the authors use 20) and labelled with *its own* class ``c``; ``copies=0`` gives the
+    retain subset alone (an ablation: impair without noise).
 
     ``noise`` is shaped ``(len(classes), B, *in_shape)`` as :func:`error_maximizing_noise`
     returns it. ``noise_label=0`` labels every noise sample class 0, the bug of the authors'
     notebook (kept only to show its effect). Returns ``(x, y)``, unshuffled.
     """
     classes = _classes(classes, None)
-    copies = validate.integer("copies", copies)
+    copies = validate.integer("copies", copies, lo=0)
     if noise.dim() < 3 or len(noise) != len(classes):
         raise ValueError(f"noise must be shaped (len(classes)={len(classes)}, batch, *in_shape), got "
                          f"{tuple(noise.shape)}.")
@@ -192,7 +193,8 @@ def unsir(model, task, *, n_per_class: int = 1000, noise_batch: int = 256, noise
     ``"retain_subset"``, never a forget image. Class forgetting only (one or many classes).
 
     * noise: :func:`error_maximizing_noise` with ``noise_batch``, ``noise_steps``, ``noise_lr``,
-      ``lam`` (Eq. 1); each batch repeated ``noise_copies`` times (:func:`impair_set`);
+      ``lam`` (Eq. 1); each batch repeated ``noise_copies`` times (:func:`impair_set`;
+      ``noise_copies=0`` impairs without noise, an ablation);
     * impair: ``impair_epochs`` epochs on D_r_sub ∪ noise, Adam ``impair_lr``, ``batch_size``;
     * repair: ``repair_epochs`` epochs on D_r_sub, Adam ``repair_lr`` (0 skips a step).
 
@@ -209,7 +211,7 @@ def unsir(model, task, *, n_per_class: int = 1000, noise_batch: int = 256, noise
         raise ValueError("UNSIR forgets whole classes (it learns one noise batch per forget class); this task "
                          f"has no forget classes (kind {getattr(task, 'kind', None)!r}). Use uk.forget_classes.")
     n_per_class = validate.integer("n_per_class", n_per_class)
-    noise_copies = validate.integer("noise_copies", noise_copies)
+    noise_copies = validate.integer("noise_copies", noise_copies, lo=0)
     impair_epochs = validate.integer("impair_epochs", impair_epochs, lo=0)
     repair_epochs = validate.integer("repair_epochs", repair_epochs, lo=0)
     batch_size = validate.integer("batch_size", batch_size)
@@ -225,8 +227,11 @@ def unsir(model, task, *, n_per_class: int = 1000, noise_batch: int = 256, noise
         raise ValueError("The retain subset is empty: UNSIR needs some retain images to repair with.")
 
     t0 = _now(model)
-    noise, noise_loss = error_maximizing_noise(model, classes, batch_size=noise_batch, steps=noise_steps,
-                                               lr=noise_lr, lam=lam, seed=seed, return_loss=True)
+    if noise_copies > 0:
+        noise, noise_loss = error_maximizing_noise(model, classes, batch_size=noise_batch, steps=noise_steps,
+                                                   lr=noise_lr, lam=lam, seed=seed, return_loss=True)
+    else:   # the ablation without noise: impair on the retain subset alone
+        noise, noise_loss = torch.empty(len(classes), 0, *x_sub.shape[1:], device=x_sub.device), {}
     noise_seconds = _now(model) - t0
     x_imp, y_imp = impair_set(noise, classes, x_sub, y_sub, copies=noise_copies, noise_label=noise_label)
     impair_seconds = _train_epochs(model, x_imp, y_imp, impair_epochs, impair_lr, batch_size, seed,
