@@ -257,7 +257,7 @@ window.addEventListener("load", function () {
 </script>"""
 
 
-# Jupyter Book 1 puts sphinx-thebe's inline `const THEBE_JS_URL = ...` into every page twice; the
+# Jupyter Book 1 puts sphinx-thebe's inline `const THEBE_JS_URL = ...` into every book page twice; the
 # second declaration throws before anything of the book's runs, and the live-code button (thebe,
 # loaded on click) re-reads the value from the first, so the page works. Nothing else is tolerated.
 KNOWN_JS_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
