@@ -86,7 +86,7 @@ def test_descend_caps_every_loop_at_two_steps_in_a_dry_run(digits):
     h = uk.fit(m, digits.x_train, digits.y_train, epochs=5, batch_size=16, progress=False)
     assert h.steps == 2
     task = uk.forget_classes(digits, [1])
-    out = uk.methods.jit(m, task, sigma=0.5, lr=1e-4, n_samples=3)
+    out = uk.methods.jit(m, task, sigma=0.5, lr=1e-4, n_samples=3, batch_size=1)
     assert out.unlearn_info["steps"] == 2
 
 

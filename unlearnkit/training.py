@@ -316,6 +316,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 10,
     if len(x) == 0:
         raise ValueError("Cannot train on an empty set.")
     check_inputs(model, x)
+    if profiles.active().dry_run:                  # a dry run checks the code path, not the numbers
+        batch_size = min(batch_size, profiles.DRY_RUN_BATCH)
     dev = _device(model)
     x, y = x.to(dev), y.to(dev)
     channels_last = dev.type == "cuda" and x.dim() == 4 if channels_last is None else channels_last
