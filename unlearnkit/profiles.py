@@ -195,9 +195,32 @@ def profile(name: str | None = None, seed: int | None = None, device: str | None
                       "UNLEARNKIT_PROFILE=quick.\n" + "!" * 72, GPUWarning, stacklevel=2)
     set_seed(p.seed)
     _ACTIVE = p
+    _plain_numpy_scalars()
     if not quiet:
         print(p.provenance())
     return p
+
+
+def _plain_numpy_scalars() -> None:
+    """In a notebook, show numpy scalars as plain numbers (``0.5``, not ``np.float64(0.5)``).
+
+    numpy 2 prints its scalars with their type, and myst-nb's ``glue`` stores that text: a
+    ``{glue:text}`` format spec then cannot read it back as a number. Outside IPython this does
+    nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+    import numpy as np
+
+    plain = ip.display_formatter.formatters["text/plain"]
+    plain.for_type(np.floating, lambda x, p, cycle: p.text(repr(float(x))))
+    plain.for_type(np.integer, lambda x, p, cycle: p.text(repr(int(x))))
+    plain.for_type(np.bool_, lambda x, p, cycle: p.text(repr(bool(x))))
 
 
 def _default_device() -> torch.device:
