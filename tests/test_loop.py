@@ -129,6 +129,46 @@ def test_run_methods_takes_names_and_pairs_and_records_diverged_rows(digits, tra
         uk.run_methods([3], trained_mlp, task, verbose=False)
 
 
+def test_every_method_diverging_still_gives_a_table(digits, trained_mlp):
+    task = uk.forget_classes(digits, [0])
+    df, models = uk.run_methods([("neggrad", {"lr": 1e6, "epochs": 5})], trained_mlp, task,
+                                verbose=False, mia=False)
+    assert models == {} and bool(df.iloc[0]["diverged"]) and "diverged" in df.iloc[0]["error"]
+    assert uk.format_table(df).iloc[0].tolist() == []        # no metric columns, nothing to show
+
+
+def test_finite_weights_with_nan_outputs_count_as_diverged(digits):
+    from unlearnkit.methods._registry import REGISTRY
+
+    @uk.register("_nan_outputs_for_test", access="forget")
+    def nan_outputs(model, task):
+        """Finite weights, NaN outputs: a batch-norm running variance of -1 makes sqrt(var) NaN."""
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.fill_(-1.0)
+        return model
+
+    try:
+        model = uk.build_model("cnn", digits, width=8)
+        task = uk.forget_classes(digits, [0])
+        with pytest.raises(uk.DivergedError, match="NaN or infinite"):
+            nan_outputs(model, task)
+        df, _ = uk.run_methods(["_nan_outputs_for_test"], model, task, verbose=False, mia=True,
+                               extra_models={"original": model})
+        assert bool(df.loc["_nan_outputs_for_test", "diverged"]) and not df.loc["original", "diverged"]
+    finally:
+        REGISTRY.pop("_nan_outputs_for_test", None)
+
+
+def test_one_run_shows_no_spread(digits, tmp_path):
+    uk.profile("smoke", device="cpu", quiet=True)
+    train = dict(model="mlp", model_kwargs={"hidden": (32,)}, epochs=2, lr=0.1, progress=False, cache_dir=tmp_path)
+    sp = uk.run_spread(["finetune"], lambda c, s: uk.forget_classes(digits, [c]), train, seeds=(0,),
+                       forget=(0,), mia=False)
+    cell = sp.table(["test_retain"]).loc["finetune", "test_retain"]
+    assert "±" not in cell and float(cell) > 50
+
+
 def test_run_spread_repeats_over_seeds_and_classes(digits, tmp_path):
     uk.profile("smoke", device="cpu", quiet=True)
     train = dict(model="mlp", model_kwargs={"hidden": (32,)}, epochs=3, lr=0.1, progress=False, cache_dir=tmp_path)

@@ -20,3 +20,4 @@ from .tasks import (ACCESS, AccessError, Task, TaskView, forget_class, forget_cl
                     forget_instances, forget_random, forget_subclass)
 from .training import DivergedError, History, accuracy, augment, batches, descend, fit, predict  # noqa: E402
 from .zoo import CorruptCheckpointWarning, cached, train_or_load  # noqa: E402
+from . import poison, theory  # noqa: E402,F401

@@ -136,10 +136,9 @@ def run_methods(methods, model, task: Task, extra_models: dict | None = None, mi
             df.loc[name, "seconds"] = m.zoo_info.get("train_seconds", float("nan"))
     df["diverged"] = False
     df["error"] = ""
-    for label, msg in diverged.items():
-        df.loc[label] = np.nan
-        df.loc[label, "diverged"] = True
-        df.loc[label, "error"] = msg
+    if diverged:               # rows of NaN metrics, whatever (if any) the others measured
+        bad = pd.DataFrame({"diverged": True, "error": list(diverged.values())}, index=list(diverged))
+        df = pd.concat([df, bad]) if len(df) else bad
     order = [k for k in list(extra_models or {}) + list(specs) if k in df.index]
     df = df.loc[order]
     df["diverged"] = df["diverged"].astype(bool)
@@ -200,8 +199,10 @@ class Spread:
                     row[m] = "diverged"
                 elif isinstance(mu, float) and math.isnan(mu):
                     row[m] = "–"
+                elif math.isnan(sd):                 # one run: no spread to show
+                    row[m] = f"{mu:.{digits}f}"
                 else:
-                    row[m] = f"{mu:.{digits}f} ± {0.0 if math.isnan(sd) else sd:.{digits}f}"
+                    row[m] = f"{mu:.{digits}f} ± {sd:.{digits}f}"
             row["runs"] = int(r["runs"]) if not r["diverged"] else f"{int(r['runs'])} ({int(r['diverged'])} diverged)"
             rows[method] = row
         out = pd.DataFrame(rows).T

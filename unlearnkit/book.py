@@ -8,7 +8,7 @@ without it, a CPU box runs ``quick`` on the embedded digits data), ``--seed`` th
 
 ``--dry-run`` checks a profile's code path without its cost, e.g. ``--profile full --dry-run``
 on a laptop before renting a GPU: every chapter runs on a copy in ``_build/dry-run`` with
-``UNLEARNKIT_DRY_RUN=1`` (loops capped at two steps, datasets at a few hundred images, models
+``UNLEARNKIT_DRY_RUN=1`` (loops capped at two steps, datasets at 160 images per split, models
 cached in a temporary folder, claims skipped); nothing is rendered. Either way every chapter
 is run even after one fails, the time per chapter is printed with a summary at the end, and
 the exit status is non-zero when any chapter failed.

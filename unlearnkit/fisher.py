@@ -131,11 +131,15 @@ def diag_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
     return {k: a / n for k, a in acc.items()}
 
 
-def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> dict:
+def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int = 128, squared: bool = False) -> dict:
     """Memory-Aware-Synapses importance: |∂ mean_x ‖f(x)‖_2 / ∂θ| (Aljundi et al. 2018).
 
     The gradient of the mean L2 norm of the outputs over ``x`` with respect to each
-    parameter, in absolute value (not normalised; callers normalise as their paper says).
+    parameter, in absolute value (not normalised; :func:`mas_weights` normalises as the
+    instance-wise paper's Algorithm 2 does). ``squared=True`` differentiates the squared norm
+    ‖f(x)‖²₂, as Eq. 2 of Cha et al. 2024 is written; the authors' scripts (and the default)
+    use the norm itself. Either way the absolute value is taken of the gradient of the mean
+    over ``x`` (the authors' scripts), not averaged over per-sample absolute gradients.
     """
     if len(x) == 0:
         raise ValueError("MAS importance needs at least one sample; the set given is empty.")
@@ -146,12 +150,38 @@ def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> 
     model.eval()
     model.zero_grad(set_to_none=True)
     for (xb,) in batches(x, batch_size=batch_size):
-        (model(xb.to(dev)).norm(dim=1).sum() / len(x)).backward()
+        out = model(xb.to(dev)).float()
+        norm = out.pow(2).sum(1) if squared else out.norm(dim=1)
+        (norm.sum() / len(x)).backward()
     imp = {n: p.grad.detach().abs().clone() if p.grad is not None else torch.zeros_like(p)
            for n, p in _trainable(model)}
     model.zero_grad(set_to_none=True)
     model.train(was)
     return imp
+
+
+def mas_weights(importance: dict) -> dict:
+    """The penalty weights of Algorithm 2 (Cha et al. 2024): per tensor, min–max normalise the
+    importance Ω to [0, 1], then return Ω̄ = 1 − Ω.
+
+    Weights that matter most for the forget set get Ω̄ = 0 (free to move); the least important
+    get Ω̄ = 1 (held in place by the penalty Σ Ω̄ (θ − θ̃)² of Eq. 7). A tensor whose importance
+    is constant (e.g. all zero: no gradient reached it) has nothing to single out and is held
+    in place entirely (Ω̄ = 1).
+    """
+    if not isinstance(importance, dict) or not importance:
+        raise ValueError("mas_weights needs a non-empty dict {parameter name: importance tensor}.")
+    out = {}
+    for n, v in importance.items():
+        if not torch.is_tensor(v):
+            raise TypeError(f"The importance of {n!r} is a {type(v).__name__}, not a tensor.")
+        if not torch.isfinite(v).all():
+            raise ValueError(f"The importance of {n!r} has NaN or infinite entries.")
+        lo, hi = v.min(), v.max()
+        span = hi - lo
+        omega = (v - lo) / span if span > 0 else torch.zeros_like(v)
+        out[n] = 1.0 - omega
+    return out
 
 
 def flatten(d: dict) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch
 PROFILES = ("smoke", "quick", "full")
 DEFAULT_SEED = 0
 DRY_RUN_STEPS = 2          # every loop in a dry run stops after this many steps
-DRY_RUN_IMAGES = 320       # ... and every dataset keeps at most this many images per split
+DRY_RUN_IMAGES = 160       # ... and every dataset keeps at most this many images per split
 DRY_RUN_BATCH = 16         # ... and training batches hold at most this many samples
 
 _ACTIVE: "Profile | None" = None

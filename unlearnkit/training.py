@@ -167,11 +167,37 @@ def _autocast(device: torch.device, amp: bool | None):
 
 
 def _non_finite_weights(model: nn.Module) -> list[str]:
-    return [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    """Names of the parameters and floating-point buffers (batch-norm statistics) that hold a
+    NaN or an infinity: either makes the model's outputs NaN."""
+    tensors = list(model.named_parameters()) + [(n, b) for n, b in model.named_buffers()
+                                                 if b.is_floating_point()]
+    return [n for n, t in tensors if not torch.isfinite(t).all()]
+
+
+def check_outputs(model: nn.Module, input_shape, method: str, hint: str = "") -> None:
+    """Raise :class:`DivergedError` when ``model`` gives non-finite outputs on probe inputs.
+
+    Finite weights can still overflow in a forward pass (e.g. huge weights times a huge
+    activation). Two probe images of ``input_shape`` (all 0.5, and a fixed random one in
+    [0, 1]) go through the model in eval mode.
+    """
+    if input_shape is None:
+        return
+    dev = next(iter(model.parameters())).device
+    g = torch.Generator().manual_seed(0)
+    probe = torch.stack([torch.full(tuple(input_shape), 0.5), torch.rand(tuple(input_shape), generator=g)])
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(probe.to(dev)).float()
+    model.train(was)
+    if not torch.isfinite(out).all():
+        raise DivergedError(f"{method} diverged: its weights are finite but its outputs are NaN or "
+                            f"infinite.{' ' + hint if hint else ''}", method=method)
 
 
 def check_diverged(model: nn.Module, method: str, step: int | None = None, hint: str = "") -> None:
-    """Raise :class:`DivergedError` when any weight of ``model`` is NaN or infinite."""
+    """Raise :class:`DivergedError` when any weight (or batch-norm statistic) is NaN or infinite."""
     bad = _non_finite_weights(model)
     if bad:
         where = f" at step {step}" if step is not None else ""

@@ -10,7 +10,8 @@ Every unlearning method is ``new_model = method(model, task, **hyperparameters)`
   clock every table uses, together with the method's extra outputs: a method may return
   ``(model, info_dict)`` and ``info_dict`` is merged into ``unlearn_info``,
 * raises :class:`~unlearnkit.training.DivergedError` (a ``ValueError``) naming the method when
-  the weights it returns are not finite.
+  the weights or batch-norm statistics it returns are not finite, or its outputs on two probe
+  images are not.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 
 from ..models import check_finite, clone
 from ..tasks import ACCESS, TaskView
-from ..training import DivergedError, check_diverged
+from ..training import DivergedError, check_diverged, check_outputs
 
 REGISTRY: dict = {}
 
@@ -60,7 +61,9 @@ def register(name: str, access: str, paper: str = ""):
                 out, info = out
             _sync(out)
             seconds = time.perf_counter() - t0
-            check_diverged(out, name, hint="Lower its learning rate or step size.")
+            hint = "Lower its learning rate or step size."
+            check_diverged(out, name, hint=hint)
+            check_outputs(out, getattr(view, "input_shape", None), name, hint=hint)
             out.eval()
             out.unlearn_info = {"method": name, "seconds": seconds, "access": access, "hyperparameters": hp,
                                 **info}

@@ -1,0 +1,414 @@
+"""Unlearning with Fisher masking (Liu, Sun, Wu, Zhou 2022): mask, then fine-tune.
+
+Explained in the Fisher-masking chapter (``book/05_fisher_masking.ipynb``).
+
+* ``mask`` (access ``forget+retain``): zero the share ``ratio`` (R) of the parameters that
+  matter most for the forget set, then fine-tune ``finetune_epochs`` (S) epochs on D_r.
+  ``score`` ranks the parameters:
+
+  - ``"fisher"``: FisherMask, the top ⌈R·n⌉ parameters by F_f − F_r (Section "Masking with
+    Fisher Information", the ranking Eq. 2 suggests), F the per-sample *empirical* diagonal
+    Fisher (:func:`unlearnkit.fisher.diag_fisher`), summed over each set as in the paper's
+    F_{f,jj} = Σ_{x ∈ D_f} x_j² (``reduction="sum"``; ``"mean"`` compares per-sample averages);
+  - ``"activation"``: ActivationMask, output channels of every Conv-BN(-ReLU) by
+    A_f − A_r (mean ReLU activation over each set), masking the conv kernels of those channels
+    (whole channels, as many as fit in ⌈R·n⌉ parameters);
+  - ``"random"``: RandomMask, ⌈R·n⌉ parameters drawn uniformly.
+
+  n counts every trainable parameter except the final classifier, which is never masked.
+  ``replay_schedule=True`` replays the original training schedule (lr, then ×0.1 at 50 % and
+  75 %) compressed into the S epochs; ``False`` keeps ``lr`` constant.
+* ``mask_forget_only`` (access ``forget``): the scores from D_f alone (F_f, A_f, random), no
+  fine-tuning (Table 5, "no remain data").
+* ``mask_retain_subset`` (access ``forget+retain_subset``): ``n_retain`` (50) retain images for
+  both the scores and the fine-tuning (Table 5, "0.1 % remain data").
+* ``mask_classifier`` (access ``class_ids``): zero the classifier row of each forgotten class
+  (the relearn-time baseline of Fig. 2).
+* ``replay_finetune`` (access ``retain``): the paper's Finetune: S epochs on D_r with the
+  replayed schedule, no mask.
+* ``fisher_noise`` (access ``retain``): the paper's FisherNoise, Golatkar et al.'s Fisher
+  forgetting (:func:`unlearnkit.methods.fisher_forgetting`, Eq. 1 of the paper), followed by the
+  same fine-tuning ("for a fair comparison, we also add a fine-tuning process").
+
+Every method can keep the model after each fine-tuning epoch (``keep_epochs=True``:
+``unlearn_info["epoch_states"]``, epoch 0 = after masking) so that a chapter can evaluate the
+unlearn score per epoch and the stability of Table 2 without the method seeing test data.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import validate
+from ..data import stratified_indices
+from ..fisher import diag_fisher
+from ..profiles import set_seed
+from ..training import augment as _augment
+from ..training import batches, descend
+from ._registry import register, seed_or_active
+
+SCORES = ("fisher", "activation", "random")
+REDUCTIONS = ("sum", "mean")
+
+
+# ----------------------------------------------------------------------------- which parameters
+
+def classifier_names(model: nn.Module) -> set:
+    """Names of the final classifier's parameters (the last ``nn.Linear``): never masked."""
+    last = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear):
+            last = name
+    if last is None:
+        raise ValueError("The model has no final nn.Linear classifier: masking needs to know which "
+                         "layer to leave alone.")
+    return {f"{last}.{n}" for n, _ in dict(model.named_modules())[last].named_parameters()}
+
+
+def maskable(model: nn.Module) -> dict:
+    """``{name: parameter}`` of every trainable parameter except the final classifier."""
+    skip = classifier_names(model)
+    return {n: p for n, p in model.named_parameters() if p.requires_grad and n not in skip}
+
+
+def budget(model: nn.Module, ratio: float) -> int:
+    """⌈R · n⌉, n the number of maskable parameters."""
+    n = sum(p.numel() for p in maskable(model).values())
+    return math.ceil(ratio * n - 1e-9)
+
+
+def _check_ratio(ratio):
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) \
+            or not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio (R, the share of parameters masked) must lie in (0, 1], got {ratio!r}; "
+                         f"the paper uses 0.02 for CIFAR and 0.04 for MNIST.")
+    return float(ratio)
+
+
+# ----------------------------------------------------------------------------- scores
+
+def fisher_scores(model: nn.Module, xf, yf, xr=None, yr=None, reduction: str = "sum",
+                  n_retain_total: int | None = None, batch_size: int = 64, method: str = "auto") -> dict:
+    """F_f − F_r per maskable parameter (F_f alone when ``xr`` is ``None``).
+
+    The empirical per-sample diagonal Fisher of each set; ``reduction="sum"`` multiplies each
+    set's mean by its size (``n_retain_total`` when D_r was subsampled), the paper's
+    F_{f,jj} = Σ_{x∈D_f} (∂ log p / ∂w_j)²; ``"mean"`` compares the per-sample means.
+    """
+    validate.choice("reduction", reduction, REDUCTIONS)
+    names = maskable(model)
+    ff = diag_fisher(model, xf, yf, kind="empirical", batch_size=batch_size, method=method)
+    scale_f = len(xf) if reduction == "sum" else 1.0
+    out = {n: ff[n] * scale_f for n in names}
+    if xr is not None:
+        fr = diag_fisher(model, xr, yr, kind="empirical", batch_size=batch_size, method=method)
+        scale_r = (n_retain_total or len(xr)) if reduction == "sum" else 1.0
+        out = {n: out[n] - fr[n] * scale_r for n in names}
+    return out
+
+
+def conv_bn_pairs(model: nn.Module) -> list:
+    """``[(conv name, conv, bn)]``: every Conv2d whose output goes straight into a BatchNorm2d
+    (found by module order: a BatchNorm2d registered right after a Conv2d with as many channels)."""
+    mods = list(model.named_modules())
+    pairs = []
+    for (n1, m1), (_, m2) in zip(mods, mods[1:]):
+        if isinstance(m1, nn.Conv2d) and isinstance(m2, nn.BatchNorm2d) and m2.num_features == m1.out_channels:
+            pairs.append((n1, m1, m2))
+    return pairs
+
+
+@torch.no_grad()
+def channel_activations(model: nn.Module, x, batch_size: int = 256) -> dict:
+    """Mean over ``x`` of each Conv-BN channel's ReLU activation, averaged over positions.
+
+    ``{conv name: tensor (out_channels,)}``: the A_{D,j} of the paper's ActivationMask. In a
+    residual block the second BN's output meets the shortcut before its ReLU; we take ReLU(BN(.))
+    there too (stated in the chapter).
+    """
+    pairs = conv_bn_pairs(model)
+    if not pairs:
+        raise ValueError("ActivationMask needs Conv-BatchNorm layers, and this model has none (an MLP?). "
+                         "Use score='fisher' or 'random'.")
+    sums = {n: torch.zeros(c.out_channels, device=c.weight.device) for n, c, _ in pairs}
+    hooks = []
+    for n, _, bn in pairs:
+        def hook(mod, inp, out, n=n):
+            sums[n] += F.relu(out.float()).mean(dim=(2, 3)).sum(0)
+        hooks.append(bn.register_forward_hook(hook))
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    try:
+        for (xb,) in batches(x, batch_size=batch_size):
+            model(xb.to(dev))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return {n: s / len(x) for n, s in sums.items()}
+
+
+# ----------------------------------------------------------------------------- masks
+
+def top_mask(scores: dict, k: int) -> dict:
+    """Boolean masks with exactly ``k`` True entries: the ``k`` largest scores overall."""
+    names = list(scores)
+    flat = torch.cat([scores[n].detach().flatten().float() for n in names])
+    k = min(k, flat.numel())
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    keep[torch.topk(flat, k, sorted=False).indices] = True
+    out, i = {}, 0
+    for n in names:
+        m = scores[n].numel()
+        out[n] = keep[i:i + m].view_as(scores[n])
+        i += m
+    return out
+
+
+def random_mask(model: nn.Module, k: int, seed: int = 0) -> dict:
+    """Exactly ``k`` maskable parameters drawn uniformly (a seeded CPU generator)."""
+    names = maskable(model)
+    g = torch.Generator().manual_seed(seed)
+    scores = {n: torch.rand(p.shape, generator=g).to(p.device) for n, p in names.items()}
+    return top_mask(scores, k)
+
+
+def activation_mask(model: nn.Module, diff: dict, k: int) -> tuple[dict, int]:
+    """Whole conv kernels of the channels with the largest A_f − A_r, as many as fit in ``k``
+    parameters. Returns ``(masks, channels masked)``."""
+    convs = {n: c for n, c, _ in conv_bn_pairs(model)}
+    order = sorted(((float(v), n, j) for n, d in diff.items() for j, v in enumerate(d.tolist())), reverse=True)
+    names = maskable(model)
+    masks = {n: torch.zeros(p.shape, dtype=torch.bool, device=p.device) for n, p in names.items()}
+    used, channels = 0, 0
+    for _, n, j in order:
+        size = convs[n].weight[j].numel()
+        if used + size > k:
+            continue
+        masks[f"{n}.weight"][j] = True
+        used += size
+        channels += 1
+    return masks, channels
+
+
+def apply_mask(model: nn.Module, masks: dict) -> int:
+    """Zero the masked entries in place; returns how many were masked."""
+    params = dict(model.named_parameters())
+    skip = classifier_names(model)
+    count = 0
+    with torch.no_grad():
+        for n, m in masks.items():
+            if n in skip:
+                raise ValueError(f"{n} belongs to the final classifier, which is never masked.")
+            params[n][m] = 0.0
+            count += int(m.sum())
+    return count
+
+
+def choose_mask(model, score, ratio, xf, yf, xr=None, yr=None, *, reduction="sum", n_retain_total=None,
+                seed=0, fisher_method="auto"):
+    """The masks of one scoring rule and what it cost: ``(masks, info)``."""
+    validate.choice("score", score, SCORES)
+    ratio = _check_ratio(ratio)
+    if len(xf) == 0:
+        raise ValueError("The forget set is empty: there is nothing to score the parameters on.")
+    k = budget(model, ratio)
+    t0 = time.perf_counter()
+    info = {"score": score, "ratio": ratio, "budget": k}
+    if score == "fisher":
+        masks = top_mask(fisher_scores(model, xf, yf, xr, yr, reduction=reduction,
+                                       n_retain_total=n_retain_total, method=fisher_method), k)
+    elif score == "random":
+        masks = random_mask(model, k, seed=seed)
+    else:
+        af = channel_activations(model, xf)
+        diff = af if xr is None else {n: af[n] - a for n, a in channel_activations(model, xr).items()}
+        masks, info["channels"] = activation_mask(model, diff, k)
+    info["score_seconds"] = time.perf_counter() - t0
+    return masks, info
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+def finetune_replay(model, x, y, epochs: int, lr: float = 0.1, replay_schedule: bool = True,
+                    batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4,
+                    augment: bool = False, seed: int = 0, keep_epochs: bool = False,
+                    freeze: dict | None = None, desc: str = "mask fine-tune") -> dict:
+    """S epochs of SGD on ``(x, y)`` through :func:`unlearnkit.descend`.
+
+    With ``replay_schedule`` the original schedule (``lr``, ×0.1 at 50 % and 75 % of the steps)
+    is compressed into the S epochs (the paper's learning-rate replay); otherwise ``lr`` stays
+    constant. ``freeze`` (masks) keeps masked entries at zero. Returns ``{"finetune_seconds",
+    "epoch_states"}`` (the states only with ``keep_epochs``; epoch 0 is the model before).
+    """
+    validate.integer("finetune_epochs", epochs, lo=0)
+    states = [copy.deepcopy(model.state_dict())] if keep_epochs else []
+    t0 = time.perf_counter()
+    if epochs > 0:
+        if len(x) == 0:
+            raise ValueError("Fine-tuning needs retain data, and the set given is empty.")
+        from .. import profiles
+        if profiles.active().dry_run:
+            batch_size = min(batch_size, profiles.DRY_RUN_BATCH)
+        g = torch.Generator().manual_seed(seed)
+        params = dict(model.named_parameters())
+
+        def data(epoch):
+            for xb, yb in batches(x, y, batch_size=batch_size, shuffle=True, generator=g):
+                yield (_augment(xb, generator=g) if augment else xb), yb
+
+        def loss_fn(m, xb, yb):
+            return F.cross_entropy(m(xb).float(), yb)
+
+        def on_epoch(epoch, loss):
+            if freeze:
+                with torch.no_grad():
+                    for n, msk in freeze.items():
+                        params[n][msk] = 0.0
+            if keep_epochs:
+                states.append(copy.deepcopy(model.state_dict()))
+
+        descend(model, data, loss_fn, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                schedule="step" if replay_schedule else "constant",
+                steps_per_epoch=max(1, math.ceil(len(x) / batch_size)), on_epoch=on_epoch, desc=desc)
+    model.eval()
+    return {"finetune_seconds": time.perf_counter() - t0, "epoch_states": states}
+
+
+def _ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size, seed, keep_epochs, augment):
+    return dict(epochs=finetune_epochs, lr=lr, replay_schedule=replay_schedule, batch_size=batch_size,
+                seed=seed, keep_epochs=keep_epochs, augment=task.augment if augment is None else augment)
+
+
+# ----------------------------------------------------------------------------- the methods
+
+@register("mask", access="forget+retain", paper="Liu et al. 2022 (Fisher masking)")
+def mask(model, task, score: str = "fisher", ratio: float = 0.02, finetune_epochs: int = 5,
+         replay_schedule: bool = True, lr: float = 0.1, batch_size: int = 128, reduction: str = "sum",
+         n_retain: int | None = None, freeze_mask: bool = False, keep_epochs: bool = False,
+         augment: bool | None = None, fisher_method: str = "auto", seed: int | None = None):
+    """Mask the top R of the parameters by ``score`` on D_f vs D_r, then fine-tune S epochs on D_r.
+
+    ``score``: ``"fisher"`` (F_f − F_r, Eq. 2's ranking), ``"activation"`` (A_f − A_r per
+    Conv-BN channel) or ``"random"``. ``ratio`` = R in (0, 1]; exactly ⌈R·n⌉ parameters are
+    masked (activation: whole kernels, at most that many); the final classifier never.
+    ``finetune_epochs`` = S (0: mask only); ``replay_schedule`` compresses the original step
+    schedule into S epochs. ``n_retain`` subsamples D_r for the scores (the Fisher's cost).
+    ``unlearn_info``: ``masked``, ``budget``, ``score_seconds``, ``finetune_seconds``
+    (+ ``channels`` for activation, ``epoch_states`` with ``keep_epochs``).
+    """
+    validate.choice("score", score, SCORES)
+    _check_ratio(ratio)
+    validate.integer("finetune_epochs", finetune_epochs, lo=0)
+    validate.optional_integer("n_retain", n_retain)
+    seed = seed_or_active(seed)
+    set_seed(seed)
+    xf, yf = task.forget_set()
+    xr, yr = task.retain_set()
+    xs, ys, total = xr, yr, len(xr)
+    if n_retain is not None and n_retain < len(xr):
+        pick = stratified_indices(yr, n=n_retain, seed=seed).to(xr.device)
+        xs, ys = xr[pick], yr[pick]
+    masks, info = choose_mask(model, score, ratio, xf, yf, xs, ys, reduction=reduction, n_retain_total=total,
+                              seed=seed, fisher_method=fisher_method)
+    info["masked"] = apply_mask(model, masks)
+    info.update(finetune_replay(model, xr, yr, freeze=masks if freeze_mask else None,
+                                **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size, seed,
+                                             keep_epochs, augment)))
+    return model, info
+
+
+@register("mask_forget_only", access="forget", paper="Liu et al. 2022 (Table 5, no remain data)")
+def mask_forget_only(model, task, score: str = "fisher", ratio: float = 0.02, keep_epochs: bool = False,
+                     fisher_method: str = "auto", seed: int | None = None):
+    """Masking with D_f alone: the top R by F_f (``"fisher"``), by A_f (``"activation"``) or at
+    random; no fine-tuning (nothing to fine-tune on). Access ``forget``: D_r is never read."""
+    seed = seed_or_active(seed)
+    set_seed(seed)
+    xf, yf = task.forget_set()
+    masks, info = choose_mask(model, score, ratio, xf, yf, seed=seed, fisher_method=fisher_method)
+    info["masked"] = apply_mask(model, masks)
+    info["finetune_seconds"] = 0.0
+    info["epoch_states"] = [copy.deepcopy(model.state_dict())] if keep_epochs else []
+    return model, info
+
+
+@register("mask_retain_subset", access="forget+retain_subset",
+          paper="Liu et al. 2022 (Table 5, 0.1 % remain data)")
+def mask_retain_subset(model, task, score: str = "fisher", ratio: float = 0.02, n_retain: int = 50,
+                       finetune_epochs: int = 5, replay_schedule: bool = True, lr: float = 0.1,
+                       batch_size: int = 128, keep_epochs: bool = False, augment: bool | None = None,
+                       fisher_method: str = "auto", seed: int | None = None):
+    """Masking and fine-tuning with D_f and ``n_retain`` class-balanced retain images only.
+
+    The Fisher scores compare per-sample means (``reduction="mean"``): the method does not know
+    how large D_r is, so it cannot scale the subset's Fisher to a sum over D_r.
+    """
+    validate.integer("n_retain", n_retain)
+    seed = seed_or_active(seed)
+    set_seed(seed)
+    xf, yf = task.forget_set()
+    k_r = max(1, task.num_classes - len(task.forget_classes))
+    xs, ys = task.retain_subset(n_per_class=math.ceil(n_retain / k_r), seed=seed)
+    if len(xs) > n_retain:                 # drop the surplus at random: classes stay within one
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(xs), generator=g)[:n_retain].sort().values.to(xs.device)
+        xs, ys = xs[pick], ys[pick]
+    masks, info = choose_mask(model, score, ratio, xf, yf, xs, ys, reduction="mean", seed=seed,
+                              fisher_method=fisher_method)
+    info["masked"] = apply_mask(model, masks)
+    info["n_retain"] = len(xs)
+    info.update(finetune_replay(model, xs, ys, **_ft_kwargs(task, finetune_epochs, lr, replay_schedule,
+                                                           batch_size, seed, keep_epochs, augment)))
+    return model, info
+
+
+@register("mask_classifier", access="class_ids", paper="Liu et al. 2022 (Fig. 2 baseline)")
+def mask_classifier(model, task):
+    """MaskClassifier: zero the final classifier's row (weights and bias) of each forgotten class."""
+    if task.kind not in ("class", "classes"):
+        raise ValueError("mask_classifier removes classes: the task must forget whole classes "
+                         f"(uk.forget_classes), not {task.kind!r}.")
+    forget = list(task.forget_classes)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n in classifier_names(model):
+            params[n][forget] = 0.0
+    return model, {"masked": sum(params[n][forget].numel() for n in classifier_names(model))}
+
+
+@register("replay_finetune", access="retain", paper="Liu et al. 2022 (Finetune baseline)")
+def replay_finetune(model, task, finetune_epochs: int = 5, replay_schedule: bool = True, lr: float = 0.1,
+                    batch_size: int = 128, keep_epochs: bool = False, augment: bool | None = None,
+                    seed: int | None = None):
+    """The paper's Finetune: S epochs on D_r from w* with the original optimiser and the replayed
+    schedule (the library's ``finetune`` is the SSD benchmark's constant-lr version)."""
+    seed = seed_or_active(seed)
+    set_seed(seed)
+    xr, yr = task.retain_set()
+    info = finetune_replay(model, xr, yr, **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size,
+                                                        seed, keep_epochs, augment))
+    return model, {"masked": 0, **info}
+
+
+@register("fisher_noise", access="retain", paper="Golatkar et al. 2020, as FisherNoise in Liu et al. 2022")
+def fisher_noise(model, task, alpha: float = 1e-6, n_samples: int | None = None, finetune_epochs: int = 5,
+                 replay_schedule: bool = True, lr: float = 0.1, batch_size: int = 128, keep_epochs: bool = False,
+                 augment: bool | None = None, seed: int | None = None):
+    """FisherNoise (Eq. 1): :func:`unlearnkit.methods.fisher_forgetting`, then the same S epochs of
+    fine-tuning on D_r as the masks get."""
+    from .baselines import fisher_forgetting
+    seed = seed_or_active(seed)
+    t0 = time.perf_counter()
+    noisy = fisher_forgetting(model, task, alpha=alpha, n_samples=n_samples, seed=seed)
+    score_seconds = time.perf_counter() - t0
+    xr, yr = task.retain_set()
+    info = finetune_replay(noisy, xr, yr, **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size,
+                                                        seed, keep_epochs, augment))
+    return noisy, {"masked": 0, "score_seconds": score_seconds, **info}
