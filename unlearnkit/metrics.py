@@ -135,40 +135,82 @@ def mia_entropy(model: nn.Module, task: Task, seed: int = 0) -> float:
     against test samples (non-members), class-balanced by subsampling, then applied to
     the forget set; the result is the share of the forget set it calls "member".
     """
-    from sklearn.linear_model import LogisticRegression
-
-    task = as_task(task)
-    xr, _ = task.retain_set()
-    xt, _ = task.test_set()
-    xf, _ = task.forget_set()
-    g = np.random.default_rng(seed)
-    n = min(len(xr), len(xt))
-    ir = torch.as_tensor(g.choice(len(xr), n, replace=False))
-    it = torch.as_tensor(g.choice(len(xt), n, replace=False))
-    er = output_entropy(model, xr[ir.to(xr.device)]).cpu().numpy()
-    et = output_entropy(model, xt[it.to(xt.device)]).cpu().numpy()
-    feats = np.concatenate([er, et])[:, None]
-    labels = np.concatenate([np.ones(n), np.zeros(n)])
-    clf = LogisticRegression(class_weight="balanced", solver="lbfgs").fit(feats, labels)
-    ef = output_entropy(model, xf).cpu().numpy()[:, None]
-    return 100.0 * float(clf.predict(ef).mean())
+    return _mia_entropy(_Logits(model, as_task(task)), seed)
 
 
 def mia_loss_auc(model: nn.Module, task: Task, seed: int = 0) -> float:
     """Loss-threshold membership inference: AUC of "lower loss ⇒ member" between the forget
     set (members) and unseen samples of the same kind (test-forget; the whole test set when
     the task has none). 0.5: the attacker cannot tell; 1.0: it always can."""
+    return _mia_loss_auc(_Logits(model, as_task(task)))
+
+
+class _Logits:
+    """A model's logits on a task's train and test splits, each predicted once, on demand.
+
+    Every quantity of :func:`evaluate_one` is read from these two passes (the forget and retain
+    sets are index subsets of the train split, test-forget and test-retain of the test split),
+    so the table costs two forward passes over the data per model.
+    """
+
+    def __init__(self, model: nn.Module, task: Task):
+        self.model, self.task, self._cache = model, task, {}
+
+    def _split(self, split: str) -> torch.Tensor:
+        if split not in self._cache:
+            d = self.task.data
+            self._cache[split] = predict(self.model, d.x_train if split == "train" else d.x_test)
+        return self._cache[split]
+
+    def get(self, which: str):
+        """``(logits, labels)`` of ``forget``, ``retain``, ``test_forget``, ``test_retain`` or ``test``."""
+        t, d = self.task, self.task.data
+        split, y, idx = {"forget": ("train", d.y_train, t.forget_idx),
+                         "retain": ("train", d.y_train, t.retain_idx),
+                         "test_forget": ("test", d.y_test, t.test_forget_idx),
+                         "test_retain": ("test", d.y_test, t.test_retain_idx),
+                         "test": ("test", d.y_test, None)}[which]
+        logits = self._split(split)
+        if idx is None:
+            return logits, y.to(logits.device)
+        idx = idx.to(logits.device)
+        return logits[idx], y.to(logits.device)[idx]
+
+    def accuracy(self, which: str) -> float:
+        logits, y = self.get(which)
+        return float("nan") if len(y) == 0 else 100.0 * (logits.argmax(1) == y).float().mean().item()
+
+
+def _mia_entropy(L: _Logits, seed: int = 0) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    lr_, _ = L.get("retain")
+    lt, _ = L.get("test")
+    lf, _ = L.get("forget")
+    g = np.random.default_rng(seed)
+    n = min(len(lr_), len(lt))
+    ir = torch.as_tensor(g.choice(len(lr_), n, replace=False)).to(lr_.device)
+    it = torch.as_tensor(g.choice(len(lt), n, replace=False)).to(lt.device)
+    er = entropy(lr_[ir]).cpu().numpy()
+    et = entropy(lt[it]).cpu().numpy()
+    feats = np.concatenate([er, et])[:, None]
+    labels = np.concatenate([np.ones(n), np.zeros(n)])
+    clf = LogisticRegression(class_weight="balanced", solver="lbfgs").fit(feats, labels)
+    ef = entropy(lf).cpu().numpy()[:, None]
+    return 100.0 * float(clf.predict(ef).mean())
+
+
+def _mia_loss_auc(L: _Logits) -> float:
     from sklearn.metrics import roc_auc_score
 
-    task = as_task(task)
-    xf, yf = task.forget_set()
-    xn, yn = task.test_forget()
-    if len(xn) == 0:
-        xn, yn = task.test_set()
-    lf = per_sample_loss(model, xf, yf).cpu().numpy()
-    ln = per_sample_loss(model, xn, yn).cpu().numpy()
-    labels = np.concatenate([np.ones(len(lf)), np.zeros(len(ln))])
-    return float(roc_auc_score(labels, -np.concatenate([lf, ln])))
+    lf, yf = L.get("forget")
+    ln, yn = L.get("test_forget")
+    if len(yn) == 0:
+        ln, yn = L.get("test")
+    lossf = F.cross_entropy(lf, yf, reduction="none").cpu().numpy()
+    lossn = F.cross_entropy(ln, yn, reduction="none").cpu().numpy()
+    labels = np.concatenate([np.ones(len(lossf)), np.zeros(len(lossn))])
+    return float(roc_auc_score(labels, -np.concatenate([lossf, lossn])))
 
 
 # ----------------------------------------------------------------------------- relearn time
@@ -219,20 +261,18 @@ def relearn_time(model: nn.Module, task: Task, target: float, definition: str = 
 
 # ----------------------------------------------------------------------------- the table
 
-def evaluate_one(model: nn.Module, task: Task, mia: bool = True) -> dict:
+def evaluate_one(model: nn.Module, task: Task, mia: bool = True, logits: _Logits | None = None) -> dict:
+    """One row of :func:`evaluate`, from one forward pass over each split (``logits``)."""
     task = as_task(task)
-    row = {
-        "train_forget": accuracy(model, *task.forget_set()),
-        "train_retain": accuracy(model, *task.retain_set()),
-        "test_forget": accuracy(model, *task.test_forget()),
-        "test_retain": accuracy(model, *task.test_retain()),
-    }
+    L = logits or _Logits(model, task)
+    row = {"train_forget": L.accuracy("forget"), "train_retain": L.accuracy("retain"),
+           "test_forget": L.accuracy("test_forget"), "test_retain": L.accuracy("test_retain")}
     forget_acc = row["test_forget"] if not math.isnan(row["test_forget"]) else row["train_forget"]
     row["E_F"] = 100.0 - row["test_forget"] if not math.isnan(row["test_forget"]) else float("nan")
     row["unlearn_score"] = unlearn_score(row["test_retain"], forget_acc)
     if mia:
-        row["MIA_entropy_%"] = mia_entropy(model, task)
-        row["MIA_loss_AUC"] = mia_loss_auc(model, task)
+        row["MIA_entropy_%"] = _mia_entropy(L)
+        row["MIA_loss_AUC"] = _mia_loss_auc(L)
     info = getattr(model, "unlearn_info", None)
     row["seconds"] = info["seconds"] if info else float("nan")
     return row
@@ -253,10 +293,12 @@ def evaluate(models, task: Task, mia: bool = True, reference: str | None = "retr
         raise TypeError(f"evaluate(): {name!r} is a {kind}, not a torch model. Pass {{name: model}}, "
                         f"e.g. {{'original': original, 'retrain': retrained}}.")
     task = as_task(task)
-    rows = {name: evaluate_one(m, task, mia=mia) for name, m in models.items()}
+    logits = {name: _Logits(m, task) for name, m in models.items()}
+    rows = {name: evaluate_one(m, task, mia=mia, logits=logits[name]) for name, m in models.items()}
     df = pd.DataFrame.from_dict(rows, orient="index")
     if reference in models:
-        xf, _ = task.forget_set()
-        df["JS_to_" + reference] = [js_divergence(m, models[reference], xf) for m in models.values()]
+        ref = F.softmax(logits[reference].get("forget")[0], 1)
+        df["JS_to_" + reference] = [js_divergence_probs(F.softmax(L.get("forget")[0], 1), ref).mean().item()
+                                    for L in logits.values()]
     df.index.name = "method"
     return df
