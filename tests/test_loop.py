@@ -109,6 +109,14 @@ def test_predict_is_float32_and_does_not_autocast(digits, trained_mlp):
     assert torch.allclose(out, ref)
 
 
+def test_few_trims_loops_only_in_a_dry_run():
+    P = uk.profile("full", device="cpu", quiet=True, dry_run=True)
+    assert P.few([0, 3, 5]) == [0] and P.few([1, 2, 3, 4], last=True) == [1, 4]
+    assert P.few([7]) == [7] and P.few((1, 2), last=True) == [1, 2] and P.few([1, 2, 3], n=2) == [1, 2]
+    P = uk.profile("quick", device="cpu", quiet=True, dry_run=False)
+    assert P.few([0, 3, 5]) == [0, 3, 5] and P.few(range(3), last=True) == [0, 1, 2]
+
+
 # ----------------------------------------------------------------------------- runner and spread
 
 def test_run_methods_takes_names_and_pairs_and_records_diverged_rows(digits, trained_mlp):

@@ -85,6 +85,19 @@ class Profile:
             return n
         return DRY_RUN_STEPS if n is None else min(int(n), DRY_RUN_STEPS)
 
+    def few(self, items, n: int = 1, last: bool = False) -> list:
+        """``items`` as a list; in a dry run only the first ``n`` of them (and the last, with
+        ``last=True``: the two ends of a sweep). A dry run checks the code path of every loop,
+        not its statistics: one seed, one forget class and a sweep's two ends suffice.
+
+        >>> P.few([0, 3, 5])                    # [0, 3, 5]; [0] in a dry run
+        >>> P.few([1e-4, 1e-3, 1e-2], last=True)  # [1e-4, 1e-2] in a dry run
+        """
+        items = list(items)
+        if not self.dry_run or len(items) <= n + int(last):
+            return items
+        return items[:n] + (items[-1:] if last else [])
+
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from the profile's seed (plus ``offset``)."""
         return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
