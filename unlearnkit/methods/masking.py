@@ -8,8 +8,9 @@ Explained in the Fisher-masking chapter (``book/05_fisher_masking.ipynb``).
 
   - ``"fisher"``: FisherMask, the top ⌈R·n⌉ parameters by F_f − F_r (Section "Masking with
     Fisher Information", the ranking Eq. 2 suggests), F the per-sample *empirical* diagonal
-    Fisher (:func:`unlearnkit.fisher.diag_fisher`), summed over each set as in the paper's
-    F_{f,jj} = Σ_{x ∈ D_f} x_j² (``reduction="sum"``; ``"mean"`` compares per-sample averages);
+    Fisher (:func:`unlearnkit.fisher.diag_fisher`), averaged over each set (``reduction="mean"``,
+    our default) or summed as in the paper's linear-regression F_{f,jj} = Σ_{x ∈ D_f} x_j²
+    (``"sum"``; the chapter shows that sums relearn the class during fine-tuning);
   - ``"activation"``: ActivationMask, output channels of every Conv-BN(-ReLU) by
     A_f − A_r (mean ReLU activation over each set), masking the conv kernels of those channels
     (whole channels, as many as fit in ⌈R·n⌉ parameters);
@@ -92,7 +93,7 @@ def _check_ratio(ratio):
 
 # ----------------------------------------------------------------------------- scores
 
-def fisher_scores(model: nn.Module, xf, yf, xr=None, yr=None, reduction: str = "sum",
+def fisher_scores(model: nn.Module, xf, yf, xr=None, yr=None, reduction: str = "mean",
                   n_retain_total: int | None = None, batch_size: int = 64, method: str = "auto") -> dict:
     """F_f − F_r per maskable parameter (F_f alone when ``xr`` is ``None``).
 
@@ -211,7 +212,7 @@ def apply_mask(model: nn.Module, masks: dict) -> int:
     return count
 
 
-def choose_mask(model, score, ratio, xf, yf, xr=None, yr=None, *, reduction="sum", n_retain_total=None,
+def choose_mask(model, score, ratio, xf, yf, xr=None, yr=None, *, reduction="mean", n_retain_total=None,
                 seed=0, fisher_method="auto"):
     """The masks of one scoring rule and what it cost: ``(masks, info)``."""
     validate.choice("score", score, SCORES)
@@ -290,7 +291,7 @@ def _ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size, seed, kee
 
 @register("mask", access="forget+retain", paper="Liu et al. 2022 (Fisher masking)")
 def mask(model, task, score: str = "fisher", ratio: float = 0.02, finetune_epochs: int = 5,
-         replay_schedule: bool = True, lr: float = 0.1, batch_size: int = 128, reduction: str = "sum",
+         replay_schedule: bool = True, lr: float = 0.1, batch_size: int = 128, reduction: str = "mean",
          n_retain: int | None = None, freeze_mask: bool = False, keep_epochs: bool = False,
          augment: bool | None = None, fisher_method: str = "auto", seed: int | None = None):
     """Mask the top R of the parameters by ``score`` on D_f vs D_r, then fine-tune S epochs on D_r.
