@@ -3,6 +3,7 @@ registered with the access level its paper allows (see ``_registry``)."""
 from ._registry import REGISTRY, get_method, register, runtime
 from .baselines import finetune, fisher_forgetting, neggrad, random_labels, retrain
 from .boundary import boundary_shrink, nearest_false_labels, nearest_wrong_labels, relabel
+from .instance import continual_unlearn, instance_unlearn
 from .jit import jit, jit_loss, model_information, sample_information
 from .masking import (fisher_noise, mask, mask_classifier, mask_forget_only, mask_retain_subset,  # noqa: F401
                       replay_finetune)
@@ -15,6 +16,7 @@ __all__ = ["REGISTRY", "get_method", "register", "runtime", "retrain", "finetune
            "model_information", "boundary_shrink", "nearest_false_labels", "nearest_wrong_labels", "relabel",
            "mnemonic", "mnemonic_with_data", "mnemonic_codes", "mnemonic_hook", "train_with_codes",
            "class_fisher", "average_fisher", "importance_ratio", "step_sizes",
-           "unsir", "error_maximizing_noise", "impair_set"]
+           "unsir", "error_maximizing_noise", "impair_set",
+           "instance_unlearn", "continual_unlearn"]
 __all__ += ["mask", "mask_forget_only", "mask_retain_subset", "mask_classifier", "replay_finetune",
             "fisher_noise"]
