@@ -14,8 +14,12 @@ import torch
 matplotlib.use("Agg")
 os.environ.setdefault("UNLEARNKIT_PROGRESS", "0")
 # tiny models on a shared 2-core box (and two xdist workers): one intra-op thread per process is
-# many times faster than threads spinning against each other
+# many times faster than threads spinning against each other. The notebooks nbval runs start
+# their own kernels, which inherit the environment: give them the same share of the cores.
 torch.set_num_threads(1)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _share = (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
 import unlearnkit as uk  # noqa: E402
 
