@@ -302,3 +302,4 @@ def evaluate(models, task: Task, mia: bool = True, reference: str | None = "retr
                                     for L in logits.values()]
     df.index.name = "method"
     return df
+from .quality import (add_tug_of_war, attack_rates, confidences, epsilon_bins, epsilon_score, example_epsilon, final_score, forget_quality, logit_confidence, tug_of_war)  # noqa: E402,F401
