@@ -1,0 +1,600 @@
+"""Headless sweeps: every method × task × seed, one results file, resumable, in-process or on Ray.
+
+Behind ``python -m unlearnkit bench`` and the showdown chapter (``book/07_showdown.ipynb``).
+
+* A *run* is one method on one task (kind, forget item) with one seed. Runs are independent:
+  the original and retrain models come from the zoo (:func:`unlearnkit.train_or_load`, atomic
+  writes, so two workers training the same model leave one whole file), and each run is
+  evaluated by :func:`unlearnkit.run_methods` (the same evaluator as every chapter's table).
+  The ``"retrain"`` and ``"original"`` rows of each task and seed form a run of their own.
+* Each finished run is appended to the results file at once (``.csv``, ``.jsonl`` or
+  ``.parquet``; the file is rewritten to a temporary name and renamed, so a crash leaves the old
+  file or the new one, never half a row). A sweep that is stopped and started again skips the
+  runs already in the file: nothing is lost, nothing is run twice.
+* Every row carries the fingerprint of the sweep's configuration (dataset, model, training,
+  task sizes, hyper-parameters, profile); a results file of another configuration is refused.
+* Each method runs only on the tasks its access level and design fit (:func:`applicable`);
+  asking for another is an error that says why.
+* ``engine="ray"`` fans the runs out on Ray (``address`` names a cluster; without it Ray starts
+  locally). The driver writes each row as its run finishes; a worker that dies loses only its
+  own run, which is reported and left for the next resume.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+TASKS = ("full-class", "sub-class", "random", "instances")
+TASK_KIND = {"full-class": "class", "sub-class": "subclass", "random": "random", "instances": "instances"}
+# the super-class stand-in of each dataset, for sub-class forgetting
+SUPER = {"digits": "digits-super", "cifar10": "cifar20"}
+# methods whose papers forget something narrower than "any forget set"
+DESIGNED_FOR = {
+    "mnemonic_with_data": (("full-class",), "Yamashita et al. remove whole classes"),
+    "boundary_shrink": (("full-class",), "Chen et al. shift the boundary of a whole class"),
+    "instance_unlearn": (("instances",), "Cha et al. forget a handful of instances, never D_r"),
+}
+# access levels that know nothing of the forget set but its class ids
+CLASS_ONLY = ("class_ids", "retain_subset")
+KEYS = ["task", "forget", "seed", "method"]
+# hyper-parameters a method cannot do without, per task (the papers' values); --hp overrides them
+DEFAULT_HP = {
+    "jit": {"full-class": dict(sigma=0.5, lr=3e-4), "sub-class": dict(sigma=0.01, lr=3e-4),
+            "random": dict(sigma=0.01, lr=3e-4), "instances": dict(sigma=0.01, lr=3e-4)},
+}
+REFERENCE = "reference"                      # the run that yields the original and retrain rows
+
+# training and task settings per profile (the chapters' digits CNN in smoke/quick, CIFAR in full)
+PRESETS = {
+    "smoke": dict(dataset="digits", model="cnn", model_kwargs={"width": 16}, epochs=10, lr=0.05,
+                  batch_size=64, schedule="cosine", weight_decay=5e-4, fraction=0.1, k=16,
+                  forget={"full-class": [0], "sub-class": ["3"]},
+                  relearn=dict(max_epochs=5, lr=0.05, n_per_epoch=500)),
+    "quick": dict(dataset="digits", model="cnn", model_kwargs={"width": 32}, epochs=20, lr=0.05,
+                  batch_size=64, schedule="cosine", weight_decay=5e-4, fraction=0.1, k=16,
+                  forget={"full-class": [0, 3, 8], "sub-class": ["3", "7", "9"]},
+                  relearn=dict(max_epochs=30, lr=0.05, n_per_epoch=500)),
+    "full": dict(dataset="cifar10", model="resnet18", model_kwargs={}, epochs=40, lr=0.1,
+                 batch_size=512, schedule="onecycle", weight_decay=5e-4, fraction=0.1, k=16,
+                 forget={"full-class": ["airplane", "cat", "ship"],
+                         "sub-class": ["rocket", "mushroom", "lamp"]},
+                 relearn=dict(max_epochs=100, lr=0.01, n_per_epoch=500)),
+}
+TRAIN_KEYS = ("model", "model_kwargs", "epochs", "lr", "batch_size", "schedule", "weight_decay")
+
+
+class SweepError(ValueError):
+    """A sweep was asked for something it cannot do (unknown method or task, a method on a task
+    it does not fit, a results file of another configuration)."""
+
+
+# ----------------------------------------------------------------------------- what may run where
+
+def applicable(method: str, task: str) -> str | None:
+    """``None`` if ``method`` may run on ``task`` (a name in :data:`TASKS`), else the reason why not."""
+    from .methods import REGISTRY
+    from .tasks import ACCESS_DESCRIPTION
+    if task not in TASKS:
+        raise SweepError(f"Unknown task {task!r}: choose from {', '.join(TASKS)}.")
+    if method not in REGISTRY:
+        raise SweepError(f"Unknown method {method!r}: registered are {', '.join(sorted(REGISTRY))}.")
+    access = REGISTRY[method].access
+    if access in CLASS_ONLY and task != "full-class":
+        return (f"{method} has access {access!r} ({ACCESS_DESCRIPTION[access]}): the id of a forgotten "
+                f"class is all it knows of what to forget, so it runs on full-class tasks only")
+    if method in DESIGNED_FOR and task not in DESIGNED_FOR[method][0]:
+        tasks, why = DESIGNED_FOR[method]
+        return f"{method} is designed for {', '.join(tasks)} tasks only ({why}; access {access!r})"
+    return None
+
+
+def access_of(method: str) -> str:
+    from .methods import REGISTRY
+    return "reference" if method in ("original", "retrain") else REGISTRY[method].access
+
+
+# ----------------------------------------------------------------------------- configuration
+
+@dataclass
+class SweepConfig:
+    """Everything that decides a row's numbers, apart from its task, forget item, seed and method."""
+
+    profile: str
+    dry_run: bool
+    dataset: str
+    model: str
+    model_kwargs: dict
+    epochs: int
+    lr: float
+    batch_size: int
+    schedule: str
+    weight_decay: float
+    fraction: float
+    k: int
+    mia: bool = True
+    relearn: dict = field(default_factory=dict)
+    hp: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_profile(cls, profile: str, **overrides) -> "SweepConfig":
+        base = {k: v for k, v in PRESETS[profile].items() if k != "forget"}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        from . import profiles
+        return cls(profile=profile, dry_run=profiles.active().dry_run, **base)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @property
+    def fingerprint(self) -> str:
+        from . import __version__
+        blob = json.dumps({**self.as_dict(), "unlearnkit": __version__}, sort_keys=True, default=repr)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def train_kwargs(self) -> dict:
+        return {k: getattr(self, k) for k in TRAIN_KEYS}
+
+    def dataset_for(self, task: str) -> str:
+        return SUPER.get(self.dataset, self.dataset) if task == "sub-class" else self.dataset
+
+
+@dataclass(frozen=True)
+class Run:
+    task: str
+    forget: str
+    seed: int
+    method: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.task, str(self.forget), int(self.seed), self.method)
+
+
+def hp_for(cfg: "SweepConfig", method: str, task: str) -> dict:
+    """The hyper-parameters of ``method`` on ``task``: :data:`DEFAULT_HP`, then ``cfg.hp[method]``,
+    which is either one dict for every task or ``{task: dict}``."""
+    out = dict(DEFAULT_HP.get(method, {}).get(task, {}))
+    given = dict(cfg.hp.get(method) or {})
+    if given and set(given) <= set(TASKS):
+        given = dict(given.get(task) or {})
+    out.update(given)
+    return out
+
+
+def parse_seeds(text) -> list[int]:
+    """``"0-4"`` → [0, 1, 2, 3, 4]; ``"0,2,5"`` → [0, 2, 5]; an int or a list passes through."""
+    if isinstance(text, int):
+        return [text]
+    if not isinstance(text, str):
+        return [int(s) for s in text]
+    out = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                a, b = part.split("-", 1)
+                a, b = int(a), int(b)
+                if b < a:
+                    raise ValueError
+                out.extend(range(a, b + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise SweepError(f"Cannot read the seeds {text!r}: write e.g. 0-4 or 0,2,5 (non-negative).") from None
+    if not out or min(out) < 0:
+        raise SweepError(f"Cannot read the seeds {text!r}: write e.g. 0-4 or 0,2,5 (non-negative).")
+    return list(dict.fromkeys(out))
+
+
+def plan(methods: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], forget: dict | None = None,
+         profile: str = "quick", skip_inapplicable: bool = False) -> list[Run]:
+    """The runs of a sweep, reference runs first. A method that does not fit a task raises
+    :class:`SweepError` (or is left out with ``skip_inapplicable=True``)."""
+    from .methods import REGISTRY
+    methods, tasks, seeds = list(methods), list(tasks), list(seeds)
+    if not methods:
+        raise SweepError("No method given: name at least one, e.g. --methods jit,finetune.")
+    for t in tasks:
+        if t not in TASKS:
+            raise SweepError(f"Unknown task {t!r}: choose from {', '.join(TASKS)}.")
+    for m in methods:
+        if m in ("retrain", "original"):
+            raise SweepError(f"{m!r} is not a method to compare: every sweep runs it as the reference.")
+        if m not in REGISTRY:
+            raise SweepError(f"Unknown method {m!r}: registered are {', '.join(sorted(REGISTRY))}.")
+    forget = dict(PRESETS[profile]["forget"], **(forget or {}))
+    runs = []
+    for t in tasks:
+        items = [str(i) for i in forget[t]] if t in ("full-class", "sub-class") else ["-"]
+        ok = []
+        for m in methods:
+            why = applicable(m, t)
+            if why and not skip_inapplicable:
+                raise SweepError(f"Cannot run {m} on the {t} task: {why}. Leave it out, or pick a task "
+                                 f"it fits.")
+            if not why:
+                ok.append(m)
+        for item in items:
+            for s in seeds:
+                runs.extend(Run(t, item, int(s), m) for m in [REFERENCE] + ok)
+    return runs
+
+
+# ----------------------------------------------------------------------------- one run
+
+_DATA: dict = {}
+
+
+def _dataset(name: str):
+    from .data import load_dataset
+    if name not in _DATA:
+        _DATA[name] = load_dataset(name)
+    return _DATA[name]
+
+
+def make_task(cfg: SweepConfig, task: str, forget: str, seed: int):
+    """The :class:`~unlearnkit.Task` of one run (random and instance draws depend on the seed)."""
+    from .data import stratified_indices  # noqa: F401  (one sampler for the book)
+    from .tasks import forget_classes, forget_instances, forget_random, forget_subclass
+    data = _dataset(cfg.dataset_for(task))
+    if task == "full-class":
+        item = int(forget) if str(forget).isdigit() and forget not in data.classes else forget
+        return forget_classes(data, [item])
+    if task == "sub-class":
+        return forget_subclass(data, forget)
+    if task == "random":
+        return forget_random(data, float(cfg.fraction), seed=int(seed))
+    import torch
+    g = torch.Generator().manual_seed(10_007 + int(seed))
+    idx = torch.randperm(len(data.y_train), generator=g)[:int(cfg.k)]
+    return forget_instances(data, sorted(idx.tolist()))
+
+
+def _relearn(cfg: SweepConfig, model, task, target: float, seed: int) -> float:
+    from .metrics import relearn_time
+    if not cfg.relearn:
+        return float("nan")
+    return float(relearn_time(model, task, target, definition="unsir", seed=seed, **cfg.relearn))
+
+
+def run_one(cfg: SweepConfig | dict, run: Run | dict, progress: bool = False) -> list[dict]:
+    """Do one run and return its rows (plain dicts): the method's row, or for the reference run
+    the ``original`` and ``retrain`` rows. Runs anywhere (in-process or on a Ray worker)."""
+    from . import profiles
+    from .bench import run_methods
+    from .metrics import evaluate
+    from .zoo import train_or_load
+    cfg = cfg if isinstance(cfg, SweepConfig) else SweepConfig(**cfg)
+    run = run if isinstance(run, Run) else Run(**run)
+    p = profiles.active()
+    if p.name != cfg.profile or p.dry_run != cfg.dry_run:
+        profiles.profile(cfg.profile, seed=run.seed, quiet=True, dry_run=cfg.dry_run)
+    profiles.set_seed(run.seed)
+    task = make_task(cfg, run.task, run.forget, run.seed)
+    kw = dict(cfg.train_kwargs(), seed=run.seed, progress=progress, verbose=False)
+    original = train_or_load(task, "original", **kw)
+    retrained = train_or_load(task, "retrain", **kw)
+    target = float(evaluate({"o": original}, task, mia=False).loc["o", "train_forget"])
+    profiles.set_seed(run.seed)
+    if run.method == REFERENCE:
+        df = evaluate({"original": original, "retrain": retrained}, task, mia=cfg.mia)
+        for name, m in (("original", original), ("retrain", retrained)):
+            df.loc[name, "seconds"] = m.zoo_info.get("train_seconds", float("nan"))
+        df["diverged"], df["error"] = False, ""
+        df["relearn_epochs"] = [0.0, _relearn(cfg, retrained, task, target, run.seed)]
+    else:
+        hp = hp_for(cfg, run.method, run.task)
+        df, models = run_methods({run.method: (run.method, hp)}, original, task, {"retrain": retrained},
+                                 mia=cfg.mia, verbose=False, seed=run.seed)
+        df = df.loc[[run.method]].copy()
+        ok = run.method in models and not bool(df["diverged"].iloc[0])
+        df["relearn_epochs"] = _relearn(cfg, models[run.method], task, target, run.seed) if ok \
+            else float("nan")
+    rows = []
+    for name, r in df.iterrows():
+        row = {"task": run.task, "forget": str(run.forget), "seed": int(run.seed), "method": name,
+               "access": access_of(name)}
+        row.update({k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()})
+        row["forget_size"] = int(len(task.forget_idx))
+        row["config"] = cfg.fingerprint
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- the results file
+
+FORMATS = (".csv", ".jsonl", ".parquet")
+
+
+def _format(path: Path) -> str:
+    suf = path.suffix.lower()
+    if suf not in FORMATS:
+        raise SweepError(f"Results file {path}: use a .csv, .jsonl or .parquet name.")
+    if suf == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise SweepError("Writing .parquet needs pyarrow: pip install pyarrow (or the extra: "
+                             "pip install 'unlearnkit[scale]'), or write to a .csv or .jsonl file.") from None
+    return suf
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """The rows of a results file (an empty table if it does not exist yet)."""
+    path = Path(path)
+    suf = _format(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    if suf == ".csv":
+        df = pd.read_csv(path, dtype={"forget": str, "error": str}, keep_default_na=True)
+    elif suf == ".jsonl":
+        df = pd.read_json(path, lines=True, dtype={"forget": str})
+    else:
+        df = pd.read_parquet(path)
+    if "forget" in df.columns:
+        df["forget"] = df["forget"].astype(str)
+    if "error" in df.columns:
+        df["error"] = df["error"].fillna("").astype(str)
+    if "diverged" in df.columns:
+        df["diverged"] = df["diverged"].astype(bool)
+    return df
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    suf = _format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if suf == ".csv":
+            df.to_csv(tmp, index=False)
+        elif suf == ".jsonl":
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            df.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    """An exclusive lock beside the results file: two sweeps never write it at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as f:
+        try:
+            import fcntl
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - Windows: no lock
+            pass
+        yield
+
+
+def append_rows(path: str | Path, rows: list[dict]) -> None:
+    """Append ``rows`` to the results file atomically (read, add, write a temporary file, rename)."""
+    path = Path(path)
+    with _lock(path):
+        old = read_results(path)
+        new = pd.DataFrame(rows)
+        df = pd.concat([old, new], ignore_index=True) if len(old) else new
+        _write(df, path)
+
+
+def check_results(path: str | Path, cfg: SweepConfig) -> pd.DataFrame:
+    """The existing rows of ``path``; :class:`SweepError` if they belong to another configuration."""
+    df = read_results(path)
+    if len(df) and "config" in df.columns:
+        other = sorted(set(df["config"].astype(str)) - {cfg.fingerprint})
+        if other:
+            raise SweepError(f"{path} holds results of another configuration (fingerprint {other[0]}, this "
+                             f"sweep is {cfg.fingerprint}): dataset, model, training, task sizes, "
+                             f"hyper-parameters or profile differ. Write to a new file, or delete it.")
+    elif len(df):
+        raise SweepError(f"{path} is not a results file of `python -m unlearnkit bench` (no config column).")
+    return df
+
+
+def done_keys(df: pd.DataFrame) -> set:
+    """Keys of the runs already in a results table (a reference run counts once its retrain row is in)."""
+    if not len(df):
+        return set()
+    keys = set()
+    for t, f, s, m in zip(df["task"], df["forget"].astype(str), df["seed"], df["method"]):
+        keys.add((t, f, int(s), REFERENCE if m == "retrain" else m))
+    return keys
+
+
+# ----------------------------------------------------------------------------- engines
+
+def _bar(total: int, progress: bool, desc: str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="run", file=sys.stderr)
+
+
+def _env_vars() -> dict:
+    return {k: v for k, v in os.environ.items() if k.startswith("UNLEARNKIT_")}
+
+
+def ray_map(fn: Callable, items: list, address: str | None = None, num_cpus: int | None = None,
+            cpus_per_item: float = 1, gpus_per_item: float = 0, on_result: Callable | None = None,
+            on_error: Callable | None = None) -> list:
+    """``[fn(item) for item in items]`` on Ray, results in the order of ``items``.
+
+    ``on_result(i, result)`` is called as each finishes (in completion order); a task whose worker
+    raised or died calls ``on_error(i, exception)`` (or re-raises without one) and leaves ``None``.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("The ray engine needs Ray: pip install 'unlearnkit[scale]' (or pip install "
+                         "'ray>=2.9'). The default engine (in-process) needs nothing extra.") from None
+    started = False
+    if not ray.is_initialized():
+        env = {"env_vars": _env_vars()}
+        if address:
+            ray.init(address=address, runtime_env=env, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, runtime_env=env, log_to_driver=False, include_dashboard=False)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=cpus_per_item, num_gpus=gpus_per_item, max_retries=0)(fn)
+        refs = {remote.remote(it): i for i, it in enumerate(items)}
+        out = [None] * len(items)
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            i = refs[ready[0]]
+            try:
+                out[i] = ray.get(ready[0])
+            except Exception as e:                       # a worker error or a dead worker
+                if on_error is None:
+                    raise
+                on_error(i, e)
+                continue
+            if on_result is not None:
+                on_result(i, out[i])
+        return out
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_run(args):
+    cfg, run = args
+    return run_one(cfg, run)
+
+
+def sweep(methods, tasks=("full-class",), seeds=(0, 1, 2), out: str | Path = "results.csv",
+          profile: str | None = None, forget: dict | None = None, engine: str = "local",
+          address: str | None = None, num_cpus: int | None = None, gpus_per_run: float | None = None,
+          progress: bool = True, skip_inapplicable: bool = False, log: Callable = print,
+          **settings) -> pd.DataFrame:
+    """Run (or resume) a sweep and return every row of the results file.
+
+    ``methods``: registered names; ``tasks``: names from :data:`TASKS`; ``seeds``: ints or
+    ``"0-4"``; ``settings`` override the profile's preset (dataset, model, epochs, lr, ...;
+    ``hp={"jit": {...}}`` per-method hyper-parameters, ``mia``, ``relearn``).
+    """
+    from . import profiles
+    if engine not in ("local", "ray"):
+        raise SweepError(f"Unknown engine {engine!r}: 'local' (in-process, the default) or 'ray'.")
+    p = profiles.active() if profile is None else profiles.profile(profile, quiet=True)
+    if p.name not in PRESETS:
+        raise SweepError(f"Unknown profile {p.name!r}.")
+    out = Path(out)
+    _format(out)
+    cfg = SweepConfig.from_profile(p.name, **settings)
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    runs = plan(methods, tasks, parse_seeds(seeds), forget, p.name, skip_inapplicable)
+    done = done_keys(check_results(out, cfg))
+    todo = [r for r in runs if r.key not in done]
+    log(f"[bench] {len(runs)} runs, {len(runs) - len(todo)} already in {out}, {len(todo)} to do "
+        f"(engine {engine}, config {cfg.fingerprint})")
+    bar = _bar(len(todo), progress, "bench")
+    failed = []
+    t0 = time.perf_counter()
+    try:
+        if engine == "local":
+            for r in todo:
+                if bar is not None:
+                    bar.set_postfix_str(f"{r.task} {r.forget} s{r.seed} {r.method}")
+                try:
+                    rows = run_one(cfg, r)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as e:              # one failed run; the others go on
+                    failed.append((r, e))
+                    log(f"[bench] run {r.key} failed ({type(e).__name__}: {e}); it is not in {out}: "
+                        f"resume to retry it")
+                else:
+                    append_rows(out, rows)
+                if bar is not None:
+                    bar.update()
+        else:
+            if gpus_per_run is None:
+                gpus_per_run = 1 if cfg.profile == "full" and not cfg.dry_run else 0
+
+            # reference runs first: they train the zoo's models that the method runs then load
+            for batch in ([r for r in todo if r.method == REFERENCE], [r for r in todo if r.method != REFERENCE]):
+                if not batch:
+                    continue
+
+                def got(i, rows):
+                    append_rows(out, rows)
+                    if bar is not None:
+                        bar.update()
+
+                def lost(i, e, batch=batch):
+                    failed.append((batch[i], e))
+                    log(f"[bench] run {batch[i].key} failed on its worker ({type(e).__name__}: {e}); "
+                        f"it is not in {out}: resume to retry it")
+
+                ray_map(_ray_run, [(cfg.as_dict(), r.__dict__) for r in batch], address=address,
+                        num_cpus=num_cpus, gpus_per_item=gpus_per_run, on_result=got, on_error=lost)
+    finally:
+        if bar is not None:
+            bar.close()
+    log(f"[bench] finished in {time.perf_counter() - t0:.1f}s"
+        + (f"; {len(failed)} runs failed" if failed else ""))
+    res = read_results(out)
+    res.attrs["failed"] = [r.key for r, _ in failed]
+    return res
+
+
+# ----------------------------------------------------------------------------- tables
+
+TABLE_METRICS = ("train_retain", "train_forget", "test_retain", "test_forget", "MIA_entropy_%",
+                 "MIA_loss_AUC", "relearn_epochs", "seconds")
+
+
+def spreads(results: pd.DataFrame) -> dict:
+    """One :class:`~unlearnkit.Spread` per task of a results table (rows ordered as run)."""
+    from .bench import Spread
+    from .quality import add_tug_of_war
+    out = {}
+    for t in dict.fromkeys(results["task"]):
+        r = results[results["task"] == t].drop(columns=["task"]).reset_index(drop=True)
+        out[t] = Spread(add_tug_of_war(r), reference="retrain")
+    return out
+
+
+def ranking(results: pd.DataFrame, digits: int = 1) -> dict:
+    """Per task: the display table (mean ± std per metric), the access level, the time ratio to
+    retraining, and the rank by distance to retrain (mean |gap| over train-forget, train-retain and
+    test-retain accuracy), best first. Returns ``{task: DataFrame}``."""
+    out = {}
+    for t, sp in spreads(results).items():
+        tab = sp.table(TABLE_METRICS, digits=digits)
+        tab.insert(len(TABLE_METRICS), "ToW", sp.table(["ToW"], digits=3)["ToW"])
+        access = sp.runs.groupby("method", sort=False)["access"].first()
+        tab.insert(0, "access", access.reindex(tab.index))
+        secs = sp.runs.groupby("method", sort=False)["seconds"].mean()
+        ratio = secs / secs.get("retrain", float("nan"))
+        tab["time / retrain"] = [f"{v:.3f}" if not math.isnan(v) else "–" for v in ratio.reindex(tab.index)]
+        gap = sum(sp.gap(m) for m in ("train_forget", "train_retain", "test_retain")) / 3
+        tab["gap to retrain"] = [f"{v:.{digits}f}" if not math.isnan(v) else "diverged"
+                                 for v in gap.reindex(tab.index)]
+        order = gap.reindex(tab.index).fillna(float("inf")).sort_values(kind="stable").index
+        out[t] = tab.loc[order]
+    return out
