@@ -40,6 +40,9 @@ def classic(argv=None):
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--forget-class", type=int, nargs="+", default=[0])
+    ap.add_argument("--model-kwargs", default=None,
+                    help='architecture options as JSON, e.g. \'{"width": 32}\' (default: the preset\'s, '
+                         'or none with --model)')
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--methods", default="finetune,neggrad,random_labels,fisher_forgetting")
@@ -74,6 +77,9 @@ def bench_parser() -> argparse.ArgumentParser:
                     help="forget items of a task, e.g. full-class=0,3,8 or sub-class=3,7 (repeatable)")
     ap.add_argument("--dataset", default=None, help="override the preset's dataset (e.g. digits, cifar10)")
     ap.add_argument("--model", default=None, help="override the preset's architecture")
+    ap.add_argument("--model-kwargs", default=None,
+                    help='architecture options as JSON, e.g. \'{"width": 32}\' (default: the preset\'s, '
+                         'or none with --model)')
     ap.add_argument("--epochs", type=int, default=None, help="override the training epochs")
     ap.add_argument("--lr", type=float, default=None, help="override the training learning rate")
     ap.add_argument("--fraction", type=float, default=None, help="share of D forgotten by 'random' (0.1)")
@@ -114,7 +120,11 @@ def bench(argv=None) -> int:
             hp = json.loads(a.hp) if a.hp else {}
         except json.JSONDecodeError as e:
             raise sw.SweepError(f"--hp is not valid JSON ({e}).") from None
-        settings = dict(dataset=a.dataset, model=a.model, epochs=a.epochs, lr=a.lr, fraction=a.fraction,
+        try:
+            mkw = json.loads(a.model_kwargs) if a.model_kwargs else ({} if a.model else None)
+        except json.JSONDecodeError as e:
+            raise sw.SweepError(f"--model-kwargs is not valid JSON ({e}).") from None
+        settings = dict(dataset=a.dataset, model=a.model, model_kwargs=mkw, epochs=a.epochs, lr=a.lr, fraction=a.fraction,
                         k=a.k, hp=hp or None, mia=False if a.no_mia else None,
                         relearn={} if a.no_relearn else None)
         uk.profile(a.profile, quiet=True)
@@ -130,6 +140,11 @@ def bench(argv=None) -> int:
         for t, tab in sw.ranking(res).items():
             print(f"\n== {t} (ranked by distance to retrain) ==")
             print(tab.to_string())
+    failed = res.attrs.get("failed", [])
+    if failed:
+        print(f"\n{len(failed)} runs failed (see above); run the same command again to retry them.",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -45,6 +45,8 @@ DESIGNED_FOR = {
     "boundary_shrink": (("full-class",), "Chen et al. shift the boundary of a whole class"),
     "instance_unlearn": (("instances",), "Cha et al. forget a handful of instances, never D_r"),
 }
+# methods that need an original model trained their own way
+OWN_ORIGINAL = {"mnemonic": "needs an original trained with mnemonic codes (uk.methods.train_with_codes)"}
 # access levels that know nothing of the forget set but its class ids
 CLASS_ONLY = ("class_ids", "retain_subset")
 KEYS = ["task", "forget", "seed", "method"]
@@ -93,6 +95,8 @@ def applicable(method: str, task: str) -> str | None:
     if access in CLASS_ONLY and task != "full-class":
         return (f"{method} has access {access!r} ({ACCESS_DESCRIPTION[access]}): the id of a forgotten "
                 f"class is all it knows of what to forget, so it runs on full-class tasks only")
+    if method in OWN_ORIGINAL:
+        return f"{method} {OWN_ORIGINAL[method]}, not the sweep's shared original"
     if method in DESIGNED_FOR and task not in DESIGNED_FOR[method][0]:
         tasks, why = DESIGNED_FOR[method]
         return f"{method} is designed for {', '.join(tasks)} tasks only ({why}; access {access!r})"
@@ -433,6 +437,30 @@ def _env_vars() -> dict:
     return {k: v for k, v in os.environ.items() if k.startswith("UNLEARNKIT_")}
 
 
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None):
+    """Ray for the duration of a ``with`` block: join ``address`` (a cluster) or start a local Ray
+    with ``num_cpus``; an already running session is reused and left running. The workers get
+    the ``UNLEARNKIT_*`` environment variables of this process (profile, data folder, ...)."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("The ray engine needs Ray: pip install 'unlearnkit[scale]' (or pip install "
+                         "'ray>=2.9'). The default engine (in-process) needs nothing extra.") from None
+    if ray.is_initialized():
+        yield ray
+        return
+    env = {"env_vars": _env_vars()}
+    if address:
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, runtime_env=env, log_to_driver=False, include_dashboard=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
 def ray_map(fn: Callable, items: list, address: str | None = None, num_cpus: int | None = None,
             cpus_per_item: float = 1, gpus_per_item: float = 0, on_result: Callable | None = None,
             on_error: Callable | None = None) -> list:
@@ -440,21 +468,9 @@ def ray_map(fn: Callable, items: list, address: str | None = None, num_cpus: int
 
     ``on_result(i, result)`` is called as each finishes (in completion order); a task whose worker
     raised or died calls ``on_error(i, exception)`` (or re-raises without one) and leaves ``None``.
+    Also used for the many models of the forget-quality score (the showdown chapter).
     """
-    try:
-        import ray
-    except ImportError:
-        raise SweepError("The ray engine needs Ray: pip install 'unlearnkit[scale]' (or pip install "
-                         "'ray>=2.9'). The default engine (in-process) needs nothing extra.") from None
-    started = False
-    if not ray.is_initialized():
-        env = {"env_vars": _env_vars()}
-        if address:
-            ray.init(address=address, runtime_env=env, log_to_driver=False)
-        else:
-            ray.init(num_cpus=num_cpus, runtime_env=env, log_to_driver=False, include_dashboard=False)
-        started = True
-    try:
+    with ray_session(address, num_cpus) as ray:
         remote = ray.remote(num_cpus=cpus_per_item, num_gpus=gpus_per_item, max_retries=0)(fn)
         refs = {remote.remote(it): i for i, it in enumerate(items)}
         out = [None] * len(items)
@@ -472,9 +488,6 @@ def ray_map(fn: Callable, items: list, address: str | None = None, num_cpus: int
             if on_result is not None:
                 on_result(i, out[i])
         return out
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _ray_run(args):
@@ -536,22 +549,24 @@ def sweep(methods, tasks=("full-class",), seeds=(0, 1, 2), out: str | Path = "re
                 gpus_per_run = 1 if cfg.profile == "full" and not cfg.dry_run else 0
 
             # reference runs first: they train the zoo's models that the method runs then load
-            for batch in ([r for r in todo if r.method == REFERENCE], [r for r in todo if r.method != REFERENCE]):
-                if not batch:
-                    continue
+            with ray_session(address, num_cpus):
+                for batch in ([r for r in todo if r.method == REFERENCE],
+                              [r for r in todo if r.method != REFERENCE]):
+                    if not batch:
+                        continue
 
-                def got(i, rows):
-                    append_rows(out, rows)
-                    if bar is not None:
-                        bar.update()
+                    def got(i, rows):
+                        append_rows(out, rows)
+                        if bar is not None:
+                            bar.update()
 
-                def lost(i, e, batch=batch):
-                    failed.append((batch[i], e))
-                    log(f"[bench] run {batch[i].key} failed on its worker ({type(e).__name__}: {e}); "
-                        f"it is not in {out}: resume to retry it")
+                    def lost(i, e, batch=batch):
+                        failed.append((batch[i], e))
+                        log(f"[bench] run {batch[i].key} failed on its worker ({type(e).__name__}: {e}); "
+                            f"it is not in {out}: resume to retry it")
 
-                ray_map(_ray_run, [(cfg.as_dict(), r.__dict__) for r in batch], address=address,
-                        num_cpus=num_cpus, gpus_per_item=gpus_per_run, on_result=got, on_error=lost)
+                    ray_map(_ray_run, [(cfg.as_dict(), r.__dict__) for r in batch],
+                            gpus_per_item=gpus_per_run, on_result=got, on_error=lost)
     finally:
         if bar is not None:
             bar.close()
@@ -586,7 +601,7 @@ def ranking(results: pd.DataFrame, digits: int = 1) -> dict:
     out = {}
     for t, sp in spreads(results).items():
         tab = sp.table(TABLE_METRICS, digits=digits)
-        tab.insert(len(TABLE_METRICS), "ToW", sp.table(["ToW"], digits=3)["ToW"])
+        tab.insert(tab.columns.get_loc("runs"), "ToW", sp.table(["ToW"], digits=3)["ToW"])
         access = sp.runs.groupby("method", sort=False)["access"].first()
         tab.insert(0, "access", access.reindex(tab.index))
         secs = sp.runs.groupby("method", sort=False)["seconds"].mean()
