@@ -40,9 +40,6 @@ def classic(argv=None):
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--forget-class", type=int, nargs="+", default=[0])
-    ap.add_argument("--model-kwargs", default=None,
-                    help='architecture options as JSON, e.g. \'{"width": 32}\' (default: the preset\'s, '
-                         'or none with --model)')
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--methods", default="finetune,neggrad,random_labels,fisher_forgetting")
