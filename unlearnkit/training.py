@@ -71,6 +71,13 @@ def batches(*tensors: torch.Tensor, batch_size: int = 128, shuffle: bool = False
             yield tuple(t[j] for t in tensors)
 
 
+def train_batch_size(batch_size: int) -> int:
+    """``batch_size`` for training, or at most ``DRY_RUN_BATCH`` in a dry run (a dry run checks
+    the code path, not the numbers: a ResNet step on 256 images takes seconds on a CPU).
+    Every method that builds its own training batches for :func:`descend` goes through this."""
+    return min(batch_size, profiles.DRY_RUN_BATCH) if profiles.active().dry_run else batch_size
+
+
 def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, generator: torch.Generator | None = None
             ) -> torch.Tensor:
     """Random crop (zero padding ``pad``) and horizontal flip for a whole batch, on its device."""
@@ -342,8 +349,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 10,
     if len(x) == 0:
         raise ValueError("Cannot train on an empty set.")
     check_inputs(model, x)
-    if profiles.active().dry_run:                  # a dry run checks the code path, not the numbers
-        batch_size = min(batch_size, profiles.DRY_RUN_BATCH)
+    batch_size = train_batch_size(batch_size)
     dev = _device(model)
     x, y = x.to(dev), y.to(dev)
     channels_last = dev.type == "cuda" and x.dim() == 4 if channels_last is None else channels_last

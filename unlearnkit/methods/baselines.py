@@ -22,7 +22,7 @@ from .. import validate
 from ..fisher import diag_fisher
 from ..models import rebuild
 from ..profiles import set_seed
-from ..training import batches, descend, fit
+from ..training import batches, descend, fit, train_batch_size
 from ._registry import register, seed_or_active
 
 
@@ -72,7 +72,8 @@ def neggrad(model, task, epochs: int = 1, lr: float = 0.01, batch_size: int = 64
             loss = loss + retain_weight * F.cross_entropy(m(xr[j]), yr[j])
         return loss
 
-    descend(model, lambda e: batches(xf, yf, batch_size=batch_size, shuffle=True, generator=g), loss_fn,
+    bs = train_batch_size(batch_size)      # at most 16 in a dry run
+    descend(model, lambda e: batches(xf, yf, batch_size=bs, shuffle=True, generator=g), loss_fn,
             epochs=epochs, lr=lr, momentum=momentum, max_steps=max_steps, desc="neggrad",
             hint="lower lr or epochs (gradient ascent is unbounded)")
     return model

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .. import validate
 from ..attacks import fgsm
 from ..models import clone
-from ..training import batches, descend, predict
+from ..training import batches, descend, predict, train_batch_size
 from ._registry import register, seed_or_active
 
 
@@ -65,7 +65,8 @@ def boundary_shrink(model, task, bound: float = 0.1, lr: float = 1e-5, epochs: i
     y_nbi = nearest_false_labels(ref, xf, yf, bound)
     del ref
     g = torch.Generator().manual_seed(seed_or_active(seed))
-    descend(model, lambda e: batches(xf, y_nbi, batch_size=batch_size, shuffle=True, generator=g),
+    bs = train_batch_size(batch_size)      # at most 16 in a dry run
+    descend(model, lambda e: batches(xf, y_nbi, batch_size=bs, shuffle=True, generator=g),
             lambda m, xb, yb: F.cross_entropy(m(xb), yb), epochs=epochs, lr=lr, momentum=momentum,
             train_mode=bn == "batch", desc="boundary_shrink")
     return model, {"hits": float((y_nbi != yf).float().mean())}
@@ -96,7 +97,8 @@ def relabel(model, task, lr: float = 1e-2, max_steps: int = 200, batch_size: int
     def done(m):
         return bool((predict(m, xf).argmax(1) == wrong.to(xf.device)).all())
 
-    h = descend(model, lambda e: batches(xf, wrong, batch_size=batch_size, shuffle=True, generator=g),
+    bs = train_batch_size(batch_size)      # at most 16 in a dry run
+    h = descend(model, lambda e: batches(xf, wrong, batch_size=bs, shuffle=True, generator=g),
                 lambda m, xb, yb: F.cross_entropy(m(xb), yb), epochs=max_steps, max_steps=max_steps, lr=lr,
                 momentum=momentum, stop=done, train_mode=bn == "batch", desc="relabel")
     hit = float((predict(model, xf).argmax(1) == wrong.to(xf.device)).float().mean())

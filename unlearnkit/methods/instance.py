@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from .. import validate
 from ..attacks import adversarial_examples, random_targets
 from ..fisher import mas_importance, mas_weights
-from ..training import batches, descend, predict
+from ..training import batches, descend, predict, train_batch_size
 from ._registry import get_method, register, seed_or_active
 
 VARIANTS = ("neggrad", "adv", "adv+imp")
@@ -142,7 +142,8 @@ def instance_unlearn(model, task, variant: str = "adv+imp", goal: str = "misclas
     t0 = time.perf_counter()
     steps = 0
     if not bool(reached(model).all()):
-        h = descend(model, lambda e: batches(xf, target, batch_size=batch_size, shuffle=True, generator=g),
+        bs = train_batch_size(batch_size)      # at most 16 in a dry run
+        h = descend(model, lambda e: batches(xf, target, batch_size=bs, shuffle=True, generator=g),
                     loss_fn, epochs=max_steps, max_steps=max_steps, lr=lr, momentum=momentum,
                     weight_decay=weight_decay, stop=lambda m: bool(reached(m).all()),
                     train_mode=bn == "batch", desc=f"instance_unlearn ({variant})",

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 from .. import validate
 from ..models import Normalize
-from ..training import batches, check_inputs, descend, predict
+from ..training import batches, check_inputs, descend, predict, train_batch_size
 from ._registry import register, seed_or_active
 
 BN_MODES = ("frozen", "batch")
@@ -192,7 +192,8 @@ def jit(model, task, sigma: float | None = None, lr: float | None = None, n_samp
         return jit_loss(m, xb, sigma, n_samples, generator=g, clamp=clamp, detach_noisy=detach_noisy,
                         noise_space=noise_space, output=output, reduction="sum")
 
-    h = descend(model, lambda e: batches(xf, batch_size=batch_size, shuffle=True, generator=g), loss_fn,
+    bs = train_batch_size(batch_size)      # at most 16 in a dry run
+    h = descend(model, lambda e: batches(xf, batch_size=bs, shuffle=True, generator=g), loss_fn,
                 epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=0.0,
                 train_mode=bn == "batch", desc="jit", hint="lower lr or sigma")
     return model, {"steps": h.steps}

@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import validate
-from ..training import accuracy, batches, descend
+from ..training import accuracy, batches, descend, train_batch_size
 from ._registry import register, seed_or_active
 from .mnemonic import _normalisation
 
@@ -175,6 +175,7 @@ def _train_epochs(model, x, y, epochs, lr, batch_size, seed, desc, callback, sta
         if callback is not None:
             callback(stage, epoch + 1, model)
 
+    batch_size = train_batch_size(batch_size)
     h = descend(model, lambda e: batches(x, y, batch_size=batch_size, shuffle=True, generator=g), ce,
                 epochs=epochs, lr=lr, optimizer="adam", weight_decay=0.0, desc=desc, on_epoch=on_epoch,
                 progress=False, hint="lower the learning rate")
