@@ -144,3 +144,14 @@ def test_ray_gives_the_same_table(smoke, shared):
     remote = _sweep(smoke / "ray.csv", engine="ray", num_cpus=2)
     assert len(remote) == 8
     pd.testing.assert_frame_equal(_table(remote), _table(shared[1]))
+
+
+def test_forget_quality_of_methods(smoke):
+    cfg = sw.SweepConfig.from_profile("smoke", **SETTINGS)
+    tab, eps = sw.quality(["finetune"], "full-class", "0", n_models=2, cfg=cfg, sizes=(2,))
+    assert list(tab.index) == ["retrain (other seeds)", "original", "finetune"]
+    assert tab["F"].between(0, 1).all() and (tab["models"] == 2).all()
+    n = int((uk.load_dataset("digits").y_train == 0).sum())
+    assert all(len(e) == n for e in eps.values())
+    with pytest.raises(sw.SweepError, match="full-class tasks only"):
+        sw.quality(["unsir"], "random", n_models=2, cfg=cfg)

@@ -121,8 +121,8 @@ def bench(argv=None) -> int:
             mkw = json.loads(a.model_kwargs) if a.model_kwargs else ({} if a.model else None)
         except json.JSONDecodeError as e:
             raise sw.SweepError(f"--model-kwargs is not valid JSON ({e}).") from None
-        settings = dict(dataset=a.dataset, model=a.model, model_kwargs=mkw, epochs=a.epochs, lr=a.lr, fraction=a.fraction,
-                        k=a.k, hp=hp or None, mia=False if a.no_mia else None,
+        settings = dict(dataset=a.dataset, model=a.model, model_kwargs=mkw, epochs=a.epochs, lr=a.lr,
+                        fraction=a.fraction, k=a.k, hp=hp or None, mia=False if a.no_mia else None,
                         relearn={} if a.no_relearn else None)
         uk.profile(a.profile, quiet=True)
         res = sw.sweep(a.methods, a.task, a.seeds, a.out, forget=forget, engine=a.engine,

@@ -251,7 +251,6 @@ def _dataset(name: str):
 
 def make_task(cfg: SweepConfig, task: str, forget: str, seed: int):
     """The :class:`~unlearnkit.Task` of one run (random and instance draws depend on the seed)."""
-    from .data import stratified_indices  # noqa: F401  (one sampler for the book)
     from .tasks import forget_classes, forget_instances, forget_random, forget_subclass
     data = _dataset(cfg.dataset_for(task))
     if task == "full-class":
@@ -450,11 +449,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None):
     if ray.is_initialized():
         yield ray
         return
-    env = {"env_vars": _env_vars()}
-    if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, runtime_env=env, log_to_driver=False, include_dashboard=False)
+    if address:        # a cluster's workers do not share this process's environment: hand it on
+        ray.init(address=address, runtime_env={"env_vars": _env_vars()}, log_to_driver=False)
+    else:              # local workers inherit it
+        ray.init(num_cpus=num_cpus, log_to_driver=False, include_dashboard=False)
     try:
         yield ray
     finally:
@@ -613,3 +611,104 @@ def ranking(results: pd.DataFrame, digits: int = 1) -> dict:
         order = gap.reindex(tab.index).fillna(float("inf")).sort_values(kind="stable").index
         out[t] = tab.loc[order]
     return out
+
+
+# ----------------------------------------------------------------------------- the forget-quality score
+
+def quality_one(args) -> dict:
+    """One seed of the forget-quality score: the logit-scaled confidence on every forget example
+    of the retrain model, of ``n_groups`` (default 1) extra retrain models (seed + 1000, ...: a
+    retrain-vs-retrain reference), of the original and of each method applied to the original,
+    with retain and test accuracy. ``args = (cfg, task, forget, seed, methods)``, ``methods`` a
+    list of names; runs anywhere (in-process or on a Ray worker)."""
+    from . import profiles
+    from .metrics import evaluate
+    from .methods import get_method
+    from .quality import confidences
+    from .training import DivergedError
+    from .zoo import train_or_load
+    cfg, task_name, forget, seed, methods = args
+    cfg = cfg if isinstance(cfg, SweepConfig) else SweepConfig(**cfg)
+    p = profiles.active()
+    if p.name != cfg.profile or p.dry_run != cfg.dry_run:
+        profiles.profile(cfg.profile, seed=seed, quiet=True, dry_run=cfg.dry_run)
+    profiles.set_seed(seed)
+    task = make_task(cfg, task_name, forget, seed)
+    kw = dict(cfg.train_kwargs(), progress=False, verbose=False)
+    original = train_or_load(task, "original", seed=seed, **kw)
+    models = {"retrain": train_or_load(task, "retrain", seed=seed, **kw),
+              "retrain (other seeds)": train_or_load(task, "retrain", seed=seed + 1000, **kw),
+              "original": original}
+    for m in methods:
+        profiles.set_seed(seed)
+        try:
+            models[m] = get_method(m)(original, task, seed=seed, **hp_for(cfg, m, task_name))
+        except DivergedError:
+            models[m] = None
+    xf, yf = task.forget_set()
+    out = {}
+    for name, m in models.items():
+        if m is None:
+            out[name] = None
+            continue
+        ev = evaluate(m, task, mia=False).iloc[0]
+        out[name] = {"conf": confidences([m], xf, yf)[0], "train_retain": float(ev["train_retain"]),
+                     "test_retain": float(ev["test_retain"]), "train_forget": float(ev["train_forget"])}
+    return out
+
+
+def quality(methods, task: str = "full-class", forget: str = "0", n_models: int = 32, cfg=None,
+            engine: str = "local", address: str | None = None, num_cpus: int | None = None,
+            delta: float = 0.01, sizes=(8, 16, 32), progress: bool = False):
+    """The forget-quality score of each method against ``n_models`` retrained models (seeds
+    0..n−1), with the retrain-vs-retrain reference (``"retrain (other seeds)"``: what perfect
+    unlearning scores with this many models) and the original. Each seed is one independent job
+    (``engine="ray"`` fans them out). Returns ``(table, eps)``: a DataFrame with F, the final
+    score, the median ε̂ and F with the first ``sizes`` models of each group; and the ε̂ arrays."""
+    import numpy as np
+
+    from . import profiles
+    from .quality import final_score, forget_quality
+    cfg = cfg or SweepConfig.from_profile(profiles.active().name)
+    for m in methods:
+        why = applicable(m, task)
+        if why:
+            raise SweepError(f"Cannot run {m} on the {task} task: {why}.")
+    jobs = [(cfg.as_dict(), task, str(forget), s, list(methods)) for s in range(n_models)]
+    if engine == "local":
+        bar = _bar(len(jobs), progress, "quality")
+        res = []
+        for j in jobs:
+            res.append(quality_one(j))
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
+    elif engine == "ray":
+        res = ray_map(quality_one, jobs, address=address, num_cpus=num_cpus)
+    else:
+        raise SweepError(f"Unknown engine {engine!r}: 'local' or 'ray'.")
+    ref = np.stack([r["retrain"]["conf"] for r in res])
+    ra_r = np.mean([r["retrain"]["train_retain"] for r in res])
+    ta_r = np.mean([r["retrain"]["test_retain"] for r in res])
+    rows, eps_all = {}, {}
+    for name in res[0]:
+        if name == "retrain":
+            continue
+        ok = [r[name] for r in res if r.get(name) is not None]
+        if len(ok) < 2:
+            rows[name] = {"F": float("nan"), "final": float("nan"), "models": len(ok)}
+            continue
+        u = np.stack([o["conf"] for o in ok])
+        n = min(len(u), len(ref))
+        f, eps = forget_quality(u[:n], ref[:n], delta=delta, return_eps=True)
+        ra, ta = np.mean([o["train_retain"] for o in ok]), np.mean([o["test_retain"] for o in ok])
+        row = {"F": f, "final": final_score(f, ra, ta, ra_r, ta_r), "eps median": float(np.median(eps)),
+               "train_forget": float(np.mean([o["train_forget"] for o in ok])), "train_retain": ra,
+               "test_retain": ta, "models": n}
+        for k in sizes:
+            if k <= n:
+                row[f"F ({k} models)"] = forget_quality(u[:k], ref[:k], delta=delta)
+        rows[name] = row
+        eps_all[name] = eps
+    return pd.DataFrame(rows).T.rename_axis("method"), eps_all
