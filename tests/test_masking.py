@@ -63,7 +63,7 @@ def cnn_task():
     data = uk.load_dataset("digits", device="cpu", n_train=300, n_test=200)
     uk.set_seed(0)
     m = uk.build_model("cnn", data, width=8, device=CPU)
-    uk.fit(m, data.x_train, data.y_train, epochs=10, lr=0.1, batch_size=32, progress=False, seed=0)
+    uk.fit(m, data.x_train, data.y_train, epochs=10, lr=0.1, batch_size=64, progress=False, seed=0)
     return m, uk.forget_classes(data, [3])
 
 
