@@ -370,6 +370,9 @@ def _write(df: pd.DataFrame, path: Path) -> None:
             df.to_parquet(tmp, index=False)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)            # mkstemp makes it private; a results file is not
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
