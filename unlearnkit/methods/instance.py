@@ -77,7 +77,9 @@ def instance_unlearn(model, task, variant: str = "adv+imp", goal: str = "misclas
     or ``"adv+imp"`` (Eq. 7: + ``mas_lambda`` · Σ Ω̄ (θ − θ̃)²). ``goal``: ``"misclassify"`` (Eq. 3)
     or ``"relabel"`` (Eq. 4, to ``new_labels``, default a random wrong label per image).
     ``adv_batch_size``: adversarial examples per step (``None``: all of them, the full expectation
-    of Eq. 6). ``bn``: ``"batch"`` (training mode, default) or ``"frozen"`` (eval mode).
+    of Eq. 6). In a dry run at most 16 forget images are attacked and at most 16 examples
+    enter a step (the dry run checks the code path). ``bn``: ``"batch"`` (training mode,
+    default) or ``"frozen"`` (eval mode).
 
     ``unlearn_info``: ``steps``, ``done`` (every forget image misclassified / relabelled),
     ``forgotten`` (share of D_f not predicted as its label), ``relabelled`` (share predicted as
@@ -111,8 +113,10 @@ def instance_unlearn(model, task, variant: str = "adv+imp", goal: str = "misclas
     x_adv = y_adv = None
     if variant in ("adv", "adv+imp"):
         adv = {}
-        x_adv, y_adv = adversarial_examples(model, xf, yf, n_adv=n_adv, eps=eps, step=pgd_step, iters=pgd_iters,
-                                            num_classes=k, same_target=same_target, generator=g, info=adv)
+        na = train_batch_size(len(xf))         # every forget image; at most 16 in a dry run
+        x_adv, y_adv = adversarial_examples(model, xf[:na], yf[:na], n_adv=n_adv, eps=eps, step=pgd_step,
+                                            iters=pgd_iters, num_classes=k, same_target=same_target,
+                                            generator=g, info=adv)
         info["adv_seconds"], info["adv_success"] = adv["seconds"], adv["success"]
     weights = anchor = None
     if variant == "adv+imp":
@@ -121,18 +125,21 @@ def instance_unlearn(model, task, variant: str = "adv+imp", goal: str = "misclas
         anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
         info["importance_seconds"] = time.perf_counter() - t0
 
-    def reached(m):
-        pred = predict(m, xf).argmax(1)
+    # adversarial examples per step: all of them (or adv_batch_size); at most 16 in a dry run
+    adv_bs = train_batch_size(adv_batch_size or (len(x_adv) if x_adv is not None else 1))
+
+    def reached(m, pred=None):
+        pred = predict(m, xf).argmax(1) if pred is None else pred
         return pred != yf if goal == "misclassify" else pred == target
 
     def loss_fn(m, xb, tb):
         ce = F.cross_entropy(m(xb), tb)
         loss = -ce if goal == "misclassify" else ce                      # Eq. 3 / Eq. 4
         if x_adv is not None:                                            # Eq. 6
-            if adv_batch_size is None or adv_batch_size >= len(x_adv):
+            if adv_bs >= len(x_adv):
                 xa, ya = x_adv, y_adv
             else:
-                j = torch.randint(0, len(x_adv), (adv_batch_size,), generator=g).to(x_adv.device)
+                j = torch.randint(0, len(x_adv), (adv_bs,), generator=g).to(x_adv.device)
                 xa, ya = x_adv[j], y_adv[j]
             loss = loss + F.cross_entropy(m(xa), ya)
         if weights is not None and mas_lambda > 0:                       # Eq. 7
@@ -150,8 +157,8 @@ def instance_unlearn(model, task, variant: str = "adv+imp", goal: str = "misclas
                     hint="lower lr (gradient ascent is unbounded)")
         steps = h.steps
     info["unlearn_seconds"] = time.perf_counter() - t0
-    hit = reached(model)
     pred = predict(model, xf).argmax(1)
+    hit = reached(model, pred)
     info.update(steps=steps, done=bool(hit.all()), forgotten=float((pred != yf).float().mean()))
     if goal == "relabel":
         info["relabelled"] = float((pred == target).float().mean())
