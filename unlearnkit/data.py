@@ -242,11 +242,11 @@ def _stand_in(name: str, seed: int = 0, n: int | None = None) -> Dataset:
     Images are noise around one random pattern per (fine) class, so a model can learn them and
     the code path of the real experiment runs end to end. Only a dry run uses it.
     """
-    n = profiles.DRY_RUN_IMAGES if n is None else n
     shape = _SHAPES[name]
     classes = {"mnist": [str(i) for i in range(10)], "fashion-mnist": list(FASHION_MNIST_CLASSES),
                "cifar10": list(CIFAR10_CLASSES), "cifar100": list(CIFAR100_CLASSES),
                "cifar20": list(CIFAR100_CLASSES), "svhn": [str(i) for i in range(10)]}[name]
+    n = profiles.dry_run_images(len(classes)) if n is None else n
     g = torch.Generator().manual_seed(10_007 + seed)
     patterns = torch.rand(len(classes), *shape, generator=g)
 
@@ -269,8 +269,10 @@ def _stand_in(name: str, seed: int = 0, n: int | None = None) -> Dataset:
 
 
 def _dry_run_cap(data: Dataset, seed: int = 0) -> Dataset:
-    """At most ``DRY_RUN_IMAGES`` images per split, stratified over the finest labels."""
-    cap = profiles.DRY_RUN_IMAGES
+    """At most ``DRY_RUN_IMAGES`` images per split (three per class for many classes,
+    :func:`~unlearnkit.profiles.dry_run_images`), stratified over the finest labels."""
+    fine = data.fine_train if getattr(data, "fine_train", None) is not None else data.y_train
+    cap = profiles.dry_run_images(int(fine.max()) + 1 if len(fine) else 0)
     if len(data.y_train) > cap or len(data.y_test) > cap:
         data = data.subset(cap, cap, seed=seed)
     data.meta = {**data.meta, "dry_run": True}

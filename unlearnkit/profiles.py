@@ -38,6 +38,12 @@ PROFILES = ("smoke", "quick", "full")
 DEFAULT_SEED = 0
 DRY_RUN_STEPS = 2          # every loop in a dry run stops after this many steps
 DRY_RUN_IMAGES = 160       # ... and every dataset keeps at most this many images per split
+
+
+def dry_run_images(n_classes: int) -> int:
+    """Images per split in a dry run: ``DRY_RUN_IMAGES``, or three per (finest) class when that is
+    more (CIFAR-100: 300), so that every class keeps a few samples to forget."""
+    return max(DRY_RUN_IMAGES, 3 * int(n_classes))
 DRY_RUN_BATCH = 16         # ... and training batches hold at most this many samples
 
 _ACTIVE: "Profile | None" = None
