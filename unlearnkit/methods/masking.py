@@ -50,7 +50,7 @@ from ..data import stratified_indices
 from ..fisher import diag_fisher
 from ..profiles import set_seed
 from ..training import augment as _augment
-from ..training import batches, descend
+from ..training import batches, descend, train_batch_size
 from ._registry import register, seed_or_active
 
 SCORES = ("fisher", "activation", "random")
@@ -257,9 +257,7 @@ def finetune_replay(model, x, y, epochs: int, lr: float = 0.1, replay_schedule: 
     if epochs > 0:
         if len(x) == 0:
             raise ValueError("Fine-tuning needs retain data, and the set given is empty.")
-        from .. import profiles
-        if profiles.active().dry_run:
-            batch_size = min(batch_size, profiles.DRY_RUN_BATCH)
+        batch_size = train_batch_size(batch_size)      # at most 16 in a dry run
         g = torch.Generator().manual_seed(seed)
         params = dict(model.named_parameters())
 
