@@ -57,20 +57,51 @@ DEFAULT_HP = {
 }
 REFERENCE = "reference"                      # the run that yields the original and retrain rows
 
+# per-method hyper-parameters on the digits CNN (smoke/quick): the earlier chapters' quick settings
+# where they fit this model, else tuned on seed 0 (class 0 for full-class) as the showdown chapter
+# says; everything not named here is the method's default (the papers' or the SSD benchmark's)
+DIGITS_HP = {
+    "neggrad": {"full-class": dict(epochs=4, lr=0.01, retain_weight=1.0)},
+    "fisher_forgetting": dict(alpha=1e-7, n_samples=500),
+    "fisher_noise": dict(n_samples=500),
+    "boundary_shrink": dict(bound=0.3, lr=1e-4, epochs=10),
+    "relabel": dict(lr=1e-3),
+    "jit": {"full-class": dict(sigma=0.5, lr=3e-5), "sub-class": dict(sigma=0.01, lr=3e-5),
+            "random": dict(sigma=0.01, lr=3e-5), "instances": dict(sigma=0.01, lr=3e-5)},
+    "mask": dict(ratio=0.04),
+    "mask_retain_subset": dict(ratio=0.04),
+    "mask_forget_only": dict(ratio=0.01),
+    "unsir": dict(n_per_class=100, noise_batch=64, noise_copies=5, batch_size=32),
+    "instance_unlearn": dict(eps=2.0, n_adv=4, pgd_iters=30, max_steps=400),
+}
+# smoke: the same settings, shorter (CI runs every method once in about a minute)
+SMOKE_HP = {**DIGITS_HP, "finetune": dict(epochs=2), "random_labels": dict(epochs=1),
+            "fisher_forgetting": dict(alpha=1e-7, n_samples=100),
+            "fisher_noise": dict(n_samples=100, finetune_epochs=2),
+            "relabel": dict(lr=1e-3, max_steps=50), "replay_finetune": dict(finetune_epochs=2),
+            "mask": dict(ratio=0.04, finetune_epochs=2),
+            "mask_retain_subset": dict(ratio=0.04, finetune_epochs=2)}
+# CIFAR in full: the papers' settings (DEFAULT_HP and each method's defaults), a bounded Fisher
+PAPER_HP = {
+    "neggrad": dict(lr=1e-3),
+    "fisher_forgetting": dict(alpha=1e-6, n_samples=10_000),
+    "fisher_noise": dict(n_samples=10_000),
+}
+
 # training and task settings per profile (the chapters' digits CNN in smoke/quick, CIFAR in full)
 PRESETS = {
     "smoke": dict(dataset="digits", model="cnn", model_kwargs={"width": 16}, epochs=10, lr=0.05,
                   batch_size=64, schedule="cosine", weight_decay=5e-4, fraction=0.1, k=16,
-                  forget={"full-class": [0], "sub-class": ["3"]},
+                  forget={"full-class": [0], "sub-class": ["3"]}, hp=SMOKE_HP,
                   relearn=dict(max_epochs=5, lr=0.05, n_per_epoch=500)),
     "quick": dict(dataset="digits", model="cnn", model_kwargs={"width": 32}, epochs=20, lr=0.05,
                   batch_size=64, schedule="cosine", weight_decay=5e-4, fraction=0.1, k=16,
-                  forget={"full-class": [0, 3, 8], "sub-class": ["3", "7", "9"]},
+                  forget={"full-class": [0, 3, 8], "sub-class": ["3", "7", "9"]}, hp=DIGITS_HP,
                   relearn=dict(max_epochs=30, lr=0.05, n_per_epoch=500)),
     "full": dict(dataset="cifar10", model="resnet18", model_kwargs={}, epochs=40, lr=0.1,
                  batch_size=512, schedule="onecycle", weight_decay=5e-4, fraction=0.1, k=16,
                  forget={"full-class": ["airplane", "cat", "ship"],
-                         "sub-class": ["rocket", "mushroom", "lamp"]},
+                         "sub-class": ["rocket", "mushroom", "lamp"]}, hp=PAPER_HP,
                  relearn=dict(max_epochs=100, lr=0.01, n_per_epoch=500)),
 }
 TRAIN_KEYS = ("model", "model_kwargs", "epochs", "lr", "batch_size", "schedule", "weight_decay")
@@ -133,7 +164,10 @@ class SweepConfig:
     @classmethod
     def from_profile(cls, profile: str, **overrides) -> "SweepConfig":
         base = {k: v for k, v in PRESETS[profile].items() if k != "forget"}
-        base.update({k: v for k, v in overrides.items() if v is not None})
+        base["hp"] = dict(base.get("hp") or {})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        base["hp"].update(given.pop("hp", None) or {})      # per method: the given replaces the preset's
+        base.update(given)
         from . import profiles
         return cls(profile=profile, dry_run=profiles.active().dry_run, **base)
 
@@ -286,10 +320,13 @@ def run_one(cfg: SweepConfig | dict, run: Run | dict, progress: bool = False) ->
     if p.name != cfg.profile or p.dry_run != cfg.dry_run:
         profiles.profile(cfg.profile, seed=run.seed, quiet=True, dry_run=cfg.dry_run)
     profiles.set_seed(run.seed)
+    t_start = time.perf_counter()
     task = make_task(cfg, run.task, run.forget, run.seed)
     kw = dict(cfg.train_kwargs(), seed=run.seed, progress=progress, verbose=False)
     original = train_or_load(task, "original", **kw)
     retrained = train_or_load(task, "retrain", **kw)
+    t_zoo = time.perf_counter() - t_start             # training (or loading) the zoo's models
+    t0 = time.perf_counter()
     target = float(evaluate({"o": original}, task, mia=False).loc["o", "train_forget"])
     profiles.set_seed(run.seed)
     if run.method == REFERENCE:
@@ -297,6 +334,8 @@ def run_one(cfg: SweepConfig | dict, run: Run | dict, progress: bool = False) ->
         for name, m in (("original", original), ("retrain", retrained)):
             df.loc[name, "seconds"] = m.zoo_info.get("train_seconds", float("nan"))
         df["diverged"], df["error"] = False, ""
+        t_eval, t_method = time.perf_counter() - t0, 0.0
+        t0 = time.perf_counter()
         df["relearn_epochs"] = [0.0, _relearn(cfg, retrained, task, target, run.seed)]
     else:
         hp = hp_for(cfg, run.method, run.task)
@@ -304,8 +343,15 @@ def run_one(cfg: SweepConfig | dict, run: Run | dict, progress: bool = False) ->
                                  mia=cfg.mia, verbose=False, seed=run.seed)
         df = df.loc[[run.method]].copy()
         ok = run.method in models and not bool(df["diverged"].iloc[0])
+        t_method = float(df["seconds"].iloc[0]) if ok else 0.0
+        t_eval = max(time.perf_counter() - t0 - t_method, 0.0)   # evaluation incl. both MIAs
+        t0 = time.perf_counter()
         df["relearn_epochs"] = _relearn(cfg, models[run.method], task, target, run.seed) if ok \
             else float("nan")
+    t_relearn = time.perf_counter() - t0
+    # where the run's wall time went (the reference run's two rows share one set of timings)
+    df["time_zoo"], df["time_method"], df["time_eval"] = t_zoo, t_method, t_eval
+    df["time_relearn"], df["time_run"] = t_relearn, time.perf_counter() - t_start
     rows = []
     for name, r in df.iterrows():
         row = {"task": run.task, "forget": str(run.forget), "seed": int(run.seed), "method": name,
@@ -625,6 +671,7 @@ def quality_one(args) -> dict:
     with retain and test accuracy. ``args = (cfg, task, forget, seed, methods)``, ``methods`` a
     list of names; runs anywhere (in-process or on a Ray worker)."""
     from . import profiles
+    from .bench import _takes_seed
     from .metrics import evaluate
     from .methods import get_method
     from .quality import confidences
@@ -644,8 +691,11 @@ def quality_one(args) -> dict:
               "original": original}
     for m in methods:
         profiles.set_seed(seed)
+        fn, hp = get_method(m), hp_for(cfg, m, task_name)
+        if _takes_seed(fn) and "seed" not in hp:      # mask_classifier, e.g., takes no seed
+            hp["seed"] = seed
         try:
-            models[m] = get_method(m)(original, task, seed=seed, **hp_for(cfg, m, task_name))
+            models[m] = fn(original, task, **hp)
         except DivergedError:
             models[m] = None
     xf, yf = task.forget_set()
