@@ -148,10 +148,21 @@ def test_ray_gives_the_same_table(smoke, shared):
 
 def test_forget_quality_of_methods(smoke):
     cfg = sw.SweepConfig.from_profile("smoke", **SETTINGS)
-    tab, eps = sw.quality(["finetune"], "full-class", "0", n_models=2, cfg=cfg, sizes=(2,))
-    assert list(tab.index) == ["retrain (other seeds)", "original", "finetune"]
+    # mask_classifier takes no seed: the score passes one only to methods that take it
+    tab, eps = sw.quality(["finetune", "mask_classifier"], "full-class", "0", n_models=2, cfg=cfg,
+                          sizes=(2,))
+    assert list(tab.index) == ["retrain (other seeds)", "original", "finetune", "mask_classifier"]
     assert tab["F"].between(0, 1).all() and (tab["models"] == 2).all()
+    assert tab.loc["mask_classifier", "train_forget"] == 0
     n = int((uk.load_dataset("digits").y_train == 0).sum())
     assert all(len(e) == n for e in eps.values())
     with pytest.raises(sw.SweepError, match="full-class tasks only"):
         sw.quality(["unsir"], "random", n_models=2, cfg=cfg)
+
+
+def test_presets_carry_the_digits_hyper_parameters_and_given_ones_win():
+    cfg = sw.SweepConfig.from_profile("quick", hp={"relabel": {"lr": 0.5}})
+    assert sw.hp_for(cfg, "relabel", "full-class") == {"lr": 0.5}
+    assert sw.hp_for(cfg, "jit", "random") == sw.DIGITS_HP["jit"]["random"]
+    assert sw.hp_for(cfg, "neggrad", "random") == {}                  # full-class only
+    assert sw.SweepConfig.from_profile("quick").fingerprint != cfg.fingerprint
