@@ -648,6 +648,8 @@ def ranking(results: pd.DataFrame, digits: int = 1) -> dict:
     out = {}
     for t, sp in spreads(results).items():
         tab = sp.table(TABLE_METRICS, digits=digits)
+        if "MIA_loss_AUC" in tab.columns:           # an AUC in [0, 1]: two more digits
+            tab["MIA_loss_AUC"] = sp.table(["MIA_loss_AUC"], digits=digits + 1)["MIA_loss_AUC"]
         tab.insert(tab.columns.get_loc("runs"), "ToW", sp.table(["ToW"], digits=3)["ToW"])
         access = sp.runs.groupby("method", sort=False)["access"].first()
         tab.insert(0, "access", access.reindex(tab.index))
