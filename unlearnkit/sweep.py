@@ -312,7 +312,7 @@ def run_one(cfg: SweepConfig | dict, run: Run | dict, progress: bool = False) ->
     the ``original`` and ``retrain`` rows. Runs anywhere (in-process or on a Ray worker)."""
     from . import profiles
     from .bench import run_methods
-    from .metrics import evaluate
+    from .metrics import accuracy, evaluate
     from .zoo import train_or_load
     cfg = cfg if isinstance(cfg, SweepConfig) else SweepConfig(**cfg)
     run = run if isinstance(run, Run) else Run(**run)
@@ -327,7 +327,7 @@ def run_one(cfg: SweepConfig | dict, run: Run | dict, progress: bool = False) ->
     retrained = train_or_load(task, "retrain", **kw)
     t_zoo = time.perf_counter() - t_start             # training (or loading) the zoo's models
     t0 = time.perf_counter()
-    target = float(evaluate({"o": original}, task, mia=False).loc["o", "train_forget"])
+    target = float(accuracy(original, *task.forget_set()))     # the original's D_f accuracy
     profiles.set_seed(run.seed)
     if run.method == REFERENCE:
         df = evaluate({"original": original, "retrain": retrained}, task, mia=cfg.mia)
