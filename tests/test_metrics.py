@@ -208,3 +208,17 @@ def test_relearn_time_both_definitions(task0, trained_mlp):
     assert curve[0]["forget_acc"] == 0.0
     assert uk.relearn_time(forgot, task0, target=101.0, max_epochs=1) == 2      # never: max_epochs + 1
     assert uk.accuracy(forgot, xf, yf) == 0.0                                   # the input is not changed
+
+
+def test_linear_cka_wide_features_match_narrow_form():
+    """A conv layer has far more features than samples: the Gram form must give the same CKA
+    as the feature-space form, without building a d x d matrix."""
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(6, 40, generator=g)
+    b = a @ torch.randn(40, 30, generator=g) + 0.5 * torch.randn(6, 30, generator=g)
+    ac, bc = (a - a.mean(0)).double(), (b - b.mean(0)).double()
+    by_features = float((ac.T @ bc).norm() ** 2 / ((ac.T @ ac).norm() * (bc.T @ bc).norm()))
+    assert uk.linear_cka(a, b) == pytest.approx(by_features, rel=1e-6)
+    wide = torch.randn(8, 70_000, generator=g)                  # d x d would be 39 GB
+    assert uk.linear_cka(wide, wide) == pytest.approx(1.0)
+    assert 0.0 <= uk.linear_cka(wide, torch.randn(8, 70_000, generator=g)) < 1.0

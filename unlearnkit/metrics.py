@@ -115,13 +115,21 @@ def bn_stat_change(model_a: nn.Module, model_b: nn.Module) -> float:
 
 
 def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Linear CKA between two representations of the same n samples (n x d1, n x d2)."""
+    """Linear CKA (Kornblith et al. 2019) between two representations of the same n samples
+    (n x d1, n x d2): ||a^T b||_F^2 / (||a^T a||_F ||b^T b||_F) on centred features, computed from
+    the n x n Gram matrices when the features outnumber the samples (memory n^2, not d^2)."""
     if len(a) != len(b):
         raise ValueError("CKA compares representations of the same samples: row counts differ.")
     a = a.flatten(1).double()
     b = b.flatten(1).double()
     a = a - a.mean(0)
     b = b - b.mean(0)
+    if a.shape[1] + b.shape[1] > 2 * len(a):
+        # wide features (a conv layer: tens of thousands per sample): the n x n Gram form,
+        # <K, L> / (|K| |L|) with K = a a^T, L = b b^T, equals the d x d form below
+        # (|a^T b|^2 = <a a^T, b b^T>) without a d x d matrix
+        k, l = a @ a.T, b @ b.T
+        return float((k * l).sum() / (k.norm() * l.norm() + EPS))
     hsic = (a.T @ b).norm() ** 2
     return float(hsic / ((a.T @ a).norm() * (b.T @ b).norm() + EPS))
 
