@@ -94,10 +94,11 @@ def error_maximizing_noise(model: nn.Module, classes: Sequence[int], *, batch_si
     ``{class: (CE before, CE after)}`` of the model's mean cross-entropy on the noise.
 
     Authors' setting (CIFAR-10): batch 256, 40 steps, Adam lr 0.1, λ = 0.1. A dry run caps
-    the steps at two.
+    the steps at two and the batch at :data:`unlearnkit.profiles.DRY_RUN_BATCH` images.
     """
     validate.model("model", model)
-    batch_size = validate.integer("batch_size", batch_size)
+    # the noise is a batch the model trains on (Eq. 1): a dry run caps it like every training batch
+    batch_size = train_batch_size(validate.integer("batch_size", batch_size))
     steps = validate.integer("steps", steps, lo=0)
     validate.positive("lr", lr)
     lam = validate.non_negative("lam", lam, hint="λ weighs the L2 penalty of Eq. 1 (the paper uses 0.1).")
