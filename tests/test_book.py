@@ -187,3 +187,38 @@ def test_ci_runs_the_readme_test_command_and_the_dry_run():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert command in ci, ".ci/run must run README section 2's test command exactly as written"
     assert any("-m unlearnkit.book --profile full --dry-run" in line for line in ci)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
+def test_stamp_matches_the_committed_code_cells(nb):
+    """Stored outputs come from executing the code shown: the stamp written by --write-back
+    must match the notebook's code cells as committed."""
+    from unlearnkit import book
+    problem = book.stamp_problem(nb)
+    assert problem is None, problem
+
+
+def test_stamp_detects_an_edited_code_cell_and_write_back_stamps(tmp_path, monkeypatch, capsys):
+    import nbformat
+    from unlearnkit import book
+    root = _toy_book(tmp_path / "repo", {"01_x": ["x = 1", "print(x)"]})
+    monkeypatch.setattr(book, "build", lambda src, out: None)
+    monkeypatch.delenv("UNLEARNKIT_DRY_RUN", raising=False)
+    nb_path = root / "book" / "01_x.ipynb"
+    assert "no execution stamp" in book.stamp_problem(nb_path)
+    assert book.main(["--root", str(root), "--profile", "smoke", "--seed", "2", "--write-back"]) == 0
+    assert book.stamp_problem(nb_path) is None
+    s = nbformat.read(nb_path, as_version=4).metadata["unlearnkit"]
+    assert s["profile"] == "smoke" and s["seed"] == 2 and s["library"] == book.library_digest()
+    assert book.main(["--root", str(root), "--check-stamps"]) == 0
+    nb = nbformat.read(nb_path, as_version=4)          # a hand edit of a code cell after execution
+    nb.cells[0].source = "x = 2"
+    nbformat.write(nb, nb_path)
+    assert "code cells changed" in book.stamp_problem(nb_path)
+    capsys.readouterr()
+    assert book.main(["--root", str(root), "--check-stamps"]) == 1
+    assert "re-execute" in capsys.readouterr().err
+    nb.cells.append(nbformat.v4.new_markdown_cell("prose may change without re-executing"))
+    nb.cells[0].source = "x = 1"
+    nbformat.write(nb, nb_path)
+    assert book.stamp_problem(nb_path) is None

@@ -77,15 +77,43 @@ def test_auto_method_and_batch_kind(trained_mlp, digits):
 
 def test_mas_importance(trained_mlp, digits):
     x = digits.x_train[:20]
-    imp = uk.mas_importance(trained_mlp, x, batch_size=6)
+    imp = uk.mas_importance(trained_mlp, x, batch_size=6, per_sample=False)
     assert imp.keys() == dict(trained_mlp.named_parameters()).keys()
     assert all((v >= 0).all() for v in imp.values()) and flatten(imp).sum() > 0
     assert all(p.grad is None for p in trained_mlp.parameters())       # no gradients left behind
-    # the same as one full-batch gradient of mean ||f(x)||_2
+    # the batch-mean form: one full-batch gradient of mean ||f(x)||_2, in absolute value
     trained_mlp.zero_grad()
     trained_mlp(x).norm(dim=1).mean().backward()
     for n, p in trained_mlp.named_parameters():
         torch.testing.assert_close(imp[n], p.grad.abs(), rtol=1e-4, atol=1e-8)
+    trained_mlp.zero_grad(set_to_none=True)
+    # the per-sample form (Eq. 2, the default) is the mean of |per-sample gradient|: never smaller
+    eq2 = uk.mas_importance(trained_mlp, x)
+    assert all((eq2[n] >= imp[n] - 1e-6).all() for n in imp)
+    assert flatten(eq2).sum() > flatten(imp).sum()
+    assert all(p.grad is None for p in trained_mlp.parameters())
+
+
+@pytest.mark.parametrize("squared", [False, True])
+def test_mas_per_sample_vmap_equals_loop_with_batch_norm(small_cnn, digits, squared):
+    x = digits.x_train[:6]
+    small_cnn.train()
+    a = uk.mas_importance(small_cnn, x, squared=squared, method="vmap", chunk=4)
+    b = uk.mas_importance(small_cnn, x, squared=squared, method="loop")
+    assert_same(a, b)
+    assert small_cnn.training                              # mode restored
+    by_hand = {n: torch.zeros_like(p) for n, p in small_cnn.named_parameters()}
+    small_cnn.eval()
+    for xi in x:
+        out = small_cnn(xi[None])[0]
+        norm = out.pow(2).sum() if squared else out.norm()
+        gs = torch.autograd.grad(norm, list(small_cnn.parameters()))
+        for (n, _), g in zip(small_cnn.named_parameters(), gs):
+            by_hand[n] += g.abs() / len(x)
+    small_cnn.train()
+    assert_same(a, by_hand)
+    with pytest.raises(ValueError, match="method"):
+        uk.mas_importance(small_cnn, x, method="jit")
 
 
 def test_flatten():

@@ -58,12 +58,36 @@ def test_adversarial_examples_batched_reach_their_targets(trained_mlp, digits):
     assert info["success"] >= 0.9 and info["seconds"] > 0
     hit = (uk.predict(trained_mlp, xa).argmax(1) == ya).float().mean().item()
     assert abs(hit - info["success"]) < 1e-6
-    same = attacks.adversarial_examples(trained_mlp, x, y, n_adv=3, same_target=True, iters=2,
-                                        generator=torch.Generator().manual_seed(0))[1].view(3, -1)
-    assert (same == same[0]).all()                                      # Algorithm 1: one target per image
+    assert info["targets"] == "per_image"
+    assert (ya.view(3, -1) == ya.view(3, -1)[0]).all()                  # Algorithm 1: one target per image
     again = attacks.adversarial_examples(trained_mlp, x, y, n_adv=3, eps=4.0, step=0.1, iters=60,
                                          generator=torch.Generator().manual_seed(0))
     assert torch.equal(again[0], xa) and torch.equal(again[1], ya)       # same seed, same examples
+
+
+def test_adversarial_target_rules(trained_mlp, digits):
+    x, y = digits.x_train[:6], digits.y_train[:6]
+
+    def targets(**kw):
+        info = {}
+        ya = attacks.adversarial_examples(trained_mlp, x, y, n_adv=5, iters=1, info=info,
+                                          generator=torch.Generator().manual_seed(0), **kw)[1].view(5, -1)
+        assert (ya != y[None]).all()
+        return ya, info["targets"]
+
+    image, rule = targets()
+    assert rule == "per_image" and (image == image[0]).all()            # drawn once, kept for every run
+    run, rule = targets(targets="per_run")
+    assert rule == "per_run"
+    assert (run != run[0]).any(dim=0).any()                             # redrawn per run: images change target
+    assert torch.equal(targets(same_target=True)[0], image)             # the older flag still works
+    assert torch.equal(targets(same_target=False)[0], run)
+    given, rule = targets(targets=(y + 1) % 10)
+    assert rule == "given" and (given == (y + 1) % 10).all()
+    with pytest.raises(ValueError, match="targets must be one of"):
+        targets(targets="per_batch")
+    with pytest.raises(ValueError, match="contradicts"):
+        targets(targets="per_run", same_target=True)
 
 
 def test_adversarial_examples_errors(trained_mlp, digits):
@@ -96,13 +120,36 @@ def test_mas_weights_by_hand():
 
 def test_mas_importance_squared_matches_eq2_by_hand():
     # f(x) = W x with W = [[1, 2]], x = (3, 1): ||f||^2 = (3 + 2)^2 = 25, d/dW = 2 * 5 * x = (30, 10);
-    # ||f|| = 5, d/dW = x = (3, 1)
+    # ||f|| = 5, d/dW = x = (3, 1). One sample: the per-sample and batch-mean forms coincide.
     lin = nn.Linear(2, 1, bias=False)
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[1.0, 2.0]]))
     x = torch.tensor([[3.0, 1.0]])
-    torch.testing.assert_close(mas_importance(lin, x, squared=True)["weight"], torch.tensor([[30.0, 10.0]]))
-    torch.testing.assert_close(mas_importance(lin, x)["weight"], torch.tensor([[3.0, 1.0]]))
+    for per_sample in (True, False):
+        torch.testing.assert_close(mas_importance(lin, x, squared=True, per_sample=per_sample)["weight"],
+                                   torch.tensor([[30.0, 10.0]]))
+        torch.testing.assert_close(mas_importance(lin, x, per_sample=per_sample)["weight"],
+                                   torch.tensor([[3.0, 1.0]]))
+
+
+def test_mas_per_sample_eq2_exceeds_batch_mean_when_gradients_disagree():
+    # f(x) = W x, W = [[1, 2]]: d||f(x)||/dW = sign(W x) x. For a = (3, 1) (W a = 5) the gradient is
+    # (3, 1); for b = (-1, 1) (W b = 1) it is (-1, 1): opposite signs on the first weight.
+    # Eq. 2 (per sample): ((3 + 1) / 2, (1 + 1) / 2) = (2, 1); the scripts' |mean|: (|3 - 1| / 2, 1) = (1, 1).
+    lin = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 2.0]]))
+    x = torch.tensor([[3.0, 1.0], [-1.0, 1.0]])
+    loop = torch.zeros(1, 2)                                            # Eq. 2 by an explicit loop
+    for xi in x:
+        (g,) = torch.autograd.grad(lin(xi[None]).norm(), lin.weight)
+        loop += g.abs() / len(x)
+    torch.testing.assert_close(loop, torch.tensor([[2.0, 1.0]]))
+    for method in ("vmap", "loop"):
+        torch.testing.assert_close(mas_importance(lin, x, method=method)["weight"], loop)
+    batch = mas_importance(lin, x, per_sample=False)["weight"]
+    torch.testing.assert_close(batch, torch.tensor([[1.0, 1.0]]))
+    assert batch[0, 0] < loop[0, 0]                                    # cancellation in the batch mean only
 
 
 # ----------------------------------------------------------------------------- the method
@@ -163,6 +210,51 @@ def test_forgets_every_image_and_adv_imp_keeps_more(cnn, task16, unlearned):
     assert 0 < info["steps"] <= FAST["max_steps"] and info["access"] == "forget"
 
 
+def test_info_records_the_choices(unlearned):
+    _, out = unlearned
+    info = out["adv+imp"].unlearn_info
+    assert info["adv_targets"] == "per_image" and info["mas"] == "per_sample" and info["bn"] == "train"
+    assert info["weight_decay"] == 1e-5 and info["max_steps"] == FAST["max_steps"] and info["steps"] > 0
+    neg = out["neggrad"].unlearn_info
+    assert neg["adv_targets"] is None and neg["mas"] is None and neg["bn"] == "train"
+
+
+def test_target_rule_and_mas_form_change_the_result(cnn, task16):
+    cheap = dict(n_adv=2, pgd_iters=3, eps=2.0, max_steps=3, seed=0)
+    base = instance_unlearn(cnn, task16, variant="adv+imp", **cheap)
+    run = instance_unlearn(cnn, task16, variant="adv+imp", adv_targets="per_run", **cheap)
+    old = instance_unlearn(cnn, task16, variant="adv+imp", same_target=False, **cheap)
+    batch = instance_unlearn(cnn, task16, variant="adv+imp", mas_per_sample=False, **cheap)
+    assert run.unlearn_info["adv_targets"] == old.unlearn_info["adv_targets"] == "per_run"
+    assert same_state(state(run), state(old))                          # the older flag, the same rule
+    assert batch.unlearn_info["mas"] == "batch_mean" and batch.unlearn_info["adv_targets"] == "per_image"
+    assert not same_state(state(base), state(run))                     # other targets, other examples
+    assert not same_state(state(base), state(batch))                   # other importance, other penalty
+
+
+def _bn_stats(model):
+    return {n: b.detach().clone() for n, b in model.named_buffers() if "running" in n}
+
+
+def test_bn_frozen_keeps_running_statistics(cnn, task16):
+    before = _bn_stats(cnn)
+    assert before
+    kw = dict(variant="adv", n_adv=2, pgd_iters=5, eps=2.0, seed=0, max_steps=300, weight_decay=1e-4)
+    frozen = instance_unlearn(cnn, task16, bn="frozen", **kw)
+    train = instance_unlearn(cnn, task16, bn="train", **kw)
+    legacy = instance_unlearn(cnn, task16, bn="batch", **kw)
+    for m in (frozen, train):
+        assert m.unlearn_info["done"] and uk.accuracy(m, *task16.forget_set()) == 0.0
+    assert frozen.unlearn_info["bn"] == "frozen" and train.unlearn_info["bn"] == legacy.unlearn_info["bn"] == "train"
+    assert frozen.unlearn_info["weight_decay"] == 1e-4
+    after = _bn_stats(frozen)
+    assert all(torch.equal(after[n], v) for n, v in before.items())   # running statistics untouched
+    moved = _bn_stats(train)
+    assert any(not torch.equal(moved[n], v) for n, v in before.items() if n.endswith(("mean", "var")))
+    assert same_state(state(train), state(legacy))
+    assert not same_state(state(frozen), state(cnn))                    # the weights still trained
+
+
 def test_relabel_goal(cnn, task16):
     xf, yf = task16.forget_set()
     new = (yf + 1) % 10
@@ -185,6 +277,8 @@ def test_early_stop_and_step_limit(cnn, task16):
 
 def test_errors(_trained_mlp, task16):
     for kw, msg in [(dict(variant="adv+mas"), "variant"), (dict(goal="undo"), "goal"), (dict(lr=0), "lr"),
+                    (dict(bn="eval"), "bn"), (dict(adv_targets="per_batch"), "adv_targets"),
+                    (dict(adv_targets="per_image", same_target=False), "contradicts"),
                     (dict(max_steps=0), "max_steps"), (dict(new_labels=[1]), "goal='relabel'"),
                     (dict(goal="relabel", new_labels=[1, 2]), "one label per forget image")]:
         with pytest.raises(ValueError, match=msg):

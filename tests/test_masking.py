@@ -182,3 +182,29 @@ def test_mislabel():
     assert torch.equal(noisy.y_train.bincount(), data.y_train.bincount())     # shuffled, not redrawn
     with pytest.raises(ValueError, match="share"):
         uk.poison.mislabel(data, 1.0)
+
+
+def test_fisher_noise_is_eq1_std_scales_as_h_to_the_minus_quarter():
+    net = torch.nn.Linear(200, 100)
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    h = {"weight": torch.ones(100, 200), "bias": torch.full((100,), 16.0)}
+    g = torch.Generator().manual_seed(0)
+    masking.eq1_noise(net, h, lam_sigma2=1e-4, max_std=10.0, generator=g)
+    std_w = (net.weight - before["weight"]).std().item()     # (1e-4)^{1/4} · 1^{-1/4} = 0.1
+    std_b = (net.bias - before["bias"]).std().item()         # 0.1 · 16^{-1/4} = 0.05
+    assert std_w == pytest.approx(0.1, rel=0.05) and std_b == pytest.approx(0.05, rel=0.2)
+    masking.eq1_noise(net, {"weight": torch.zeros(100, 200)}, lam_sigma2=1e-4, max_std=0.01, generator=g)
+    assert (net.weight - before["weight"]).abs().max() < 1.0    # the cap holds where h = 0
+
+
+def test_fisher_noise_does_not_zero_the_forgotten_row(cnn_task):
+    model, task = cnn_task
+    out = uk.methods.fisher_noise(model, task, n_samples=50, finetune_epochs=0, seed=0)
+    head = [p for n, p in out.named_parameters() if p.shape[0] == task.num_classes and p.dim() == 2][-1]
+    assert head[list(task.forget_classes)].abs().sum() > 0
+    assert out.unlearn_info["noise_std_mean"] > 0
+    a = uk.methods.fisher_noise(model, task, n_samples=50, finetune_epochs=0, lam_sigma2=1e-10, seed=0)
+    b = uk.methods.fisher_noise(model, task, n_samples=50, finetune_epochs=0, lam_sigma2=1e-6, seed=0)
+    def dist(m):
+        return sum((p - q).norm().item() for p, q in zip(m.parameters(), model.parameters()))
+    assert dist(a) < dist(b)

@@ -166,3 +166,186 @@ def test_presets_carry_the_digits_hyper_parameters_and_given_ones_win():
     assert sw.hp_for(cfg, "jit", "random") == sw.DIGITS_HP["jit"]["random"]
     assert sw.hp_for(cfg, "neggrad", "random") == {}                  # full-class only
     assert sw.SweepConfig.from_profile("quick").fingerprint != cfg.fingerprint
+
+
+# ----------------------------------------------------------------------------- the results file
+# these sweeps run a stand-in for run_one: they test the file, not the numbers
+
+@pytest.fixture
+def fake_runs(monkeypatch, tmp_path):
+    """``sw.run_one`` replaced by a stand-in that returns well-formed rows at once; the list of
+    the run keys it was asked for."""
+    from unlearnkit.fingerprint import run_code
+    calls = []
+
+    def run_one(cfg, r, progress=False):
+        calls.append(r.key)
+        names = ["original", "retrain"] if r.method == sw.REFERENCE else [r.method]
+        return [{"task": r.task, "forget": str(r.forget), "seed": int(r.seed), "method": n,
+                 "access": sw.access_of(n), "train_forget": 1.0 + r.seed, "train_retain": 90.0,
+                 "test_forget": 2.0, "test_retain": 88.0, "seconds": 1.0, "diverged": False, "error": "",
+                 "config": cfg.fingerprint, "code": run_code(n)} for n in names]
+    monkeypatch.setattr(sw, "run_one", run_one)
+    monkeypatch.setenv("UNLEARNKIT_DATA", str(tmp_path / "data"))
+    uk.profile("smoke", quiet=True, dry_run=False)
+    yield calls
+    uk.profiles.reset()
+
+
+def _fake_sweep(out, methods=("finetune", "relabel"), log=None):
+    return sw.sweep(list(methods), "full-class", "0-1", out, forget={"full-class": ["0"]},
+                    progress=False, log=log or (lambda m: None), **SETTINGS)
+
+
+def test_rows_carry_the_code_and_older_code_is_redone(fake_runs, tmp_path):
+    from unlearnkit.fingerprint import run_code
+    out = tmp_path / "r.csv"
+    res = _fake_sweep(out)
+    assert len(fake_runs) == 6 and len(res) == 8
+    assert {m: c for m, c in zip(res["method"], res["code"])} == \
+        {m: run_code(m) for m in ("original", "retrain", "finetune", "relabel")}
+    assert run_code("retrain") == run_code("original") != run_code("finetune") != run_code("relabel")
+    # finetune's rows made by older code: a resume redoes those two runs only, and replaces them
+    df = sw.read_results(out)
+    df.loc[df["method"] == "finetune", "code"] = "0123456789abcdef"
+    df.to_csv(out, index=False)
+    fake_runs.clear()
+    logs = []
+    res = _fake_sweep(out, log=logs.append)
+    assert sorted(fake_runs) == [("full-class", "0", 0, "finetune"), ("full-class", "0", 1, "finetune")]
+    assert "2 of them made by older code: redone" in logs[0]
+    again = sw.read_results(out)
+    assert len(again) == 8 and not again.duplicated(sw.KEYS).any()
+    assert (again["code"] == [run_code(m) for m in again["method"]]).all()
+    # rows of older code outside a sweep are left out of its table, and the tables refuse them
+    df = sw.read_results(out)
+    df.loc[df["method"] == "relabel", "code"] = "0123456789abcdef"
+    df.to_csv(out, index=False)
+    fake_runs.clear()
+    logs.clear()
+    res = _fake_sweep(out, methods=["finetune"], log=logs.append)
+    assert fake_runs == [] and set(res["method"]) == {"original", "retrain", "finetune"}
+    assert sorted(k[-1] for k in res.attrs["stale"]) == ["relabel", "relabel"]
+    assert any("2 rows made by older code (of relabel)" in m and "left out" in m for m in logs)
+    with pytest.raises(sw.SweepError, match=r"older code \(of relabel\).*Run the same sweep again.*--out"):
+        sw.ranking(sw.read_results(out))
+    assert len(sw.current(sw.read_results(out))) == 6
+    assert set(sw.ranking(res)["full-class"].index) == {"retrain", "original", "finetune"}
+
+
+@pytest.mark.parametrize("name,content", [("notes.csv", b"hello"), ("results.csv", b"hello\n"),
+                                          ("results.jsonl", b"hello\n"), ("results.parquet", b"hello"),
+                                          ("other.csv", b"a,b\n1,2\n")])
+def test_a_file_that_is_not_a_results_file_is_left_as_it_is(fake_runs, tmp_path, capsys, name, content):
+    out = tmp_path / name
+    out.write_bytes(content)
+    assert main(["bench", *ARGS, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} exists and is not a results file" in err and "left as it is" in err
+    assert "another --out" in err and "another configuration" not in err
+    assert out.read_bytes() == content and fake_runs == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "data") == [name]   # no lock left
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_damaged_results_file_says_how_to_recover(fake_runs, tmp_path, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    out = tmp_path / f"r{suffix}"
+    _fake_sweep(out)
+    raw = out.read_bytes()
+    cut = raw[: len(raw) - 25]                   # the last row cut in its middle
+    out.write_bytes(cut)
+    with pytest.raises(sw.SweepError) as e:
+        _fake_sweep(out)
+    msg = str(e.value)
+    assert f"{out} is damaged" in msg and "restore it from a backup" in msg and "move it away" in msg
+    assert "fingerprint" not in msg and "another configuration" not in msg
+    if suffix != ".parquet":
+        assert "delete its last, partial line" in msg
+    assert out.read_bytes() == cut and not sw.lock_path(out).exists()
+    if suffix == ".csv":                         # deleting the partial line recovers the rest
+        out.write_bytes(cut[: cut.rstrip(b"\n").rfind(b"\n") + 1])
+        assert len(sw.read_results(out)) == 7
+        fake_runs.clear()
+        assert len(_fake_sweep(out)) == 8 and len(fake_runs) == 1
+
+
+def test_a_second_sweep_on_the_same_file_is_refused(fake_runs, tmp_path):
+    out = tmp_path / "r.csv"
+    _fake_sweep(out, methods=["finetune"])
+    before = out.read_bytes()
+    lock = sw.lock_path(out)
+    # another process holds the lock, as a sweep running in another terminal does
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, str(os.getpid()).encode())\nprint('locked', flush=True)\ntime.sleep(60)",
+         str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        fake_runs.clear()
+        with pytest.raises(sw.SweepError) as e:
+            _fake_sweep(out)
+        msg = str(e.value)
+        assert f"{out} is in use by another sweep" in msg and str(lock) in msg
+        assert f"process {holder.pid}" in msg and "Wait for it to finish" in msg
+        assert fake_runs == [] and out.read_bytes() == before
+        with pytest.raises(sw.SweepError, match="in use by another sweep"):
+            sw.append_rows(out, [{"task": "random", "forget": "-", "seed": 0, "method": "x", "config": "c"}])
+        assert out.read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    # the holder died and left its lock file behind: the next sweep takes it over
+    assert lock.exists()
+    res = _fake_sweep(out)
+    assert len(res) == 8 and len(fake_runs) == 2 and not lock.exists()
+
+
+def test_duplicates_are_never_appended_and_a_file_with_duplicates_reads(tmp_path):
+    out = tmp_path / "r.csv"
+    rows = [{"task": "full-class", "forget": "0", "seed": s, "method": "finetune", "train_forget": float(s),
+             "config": "c", "code": "a"} for s in (0, 1)]
+    sw.append_rows(out, rows)
+    before = out.read_bytes()
+    sw.append_rows(out, rows)                               # the same rows again: nothing changes
+    sw.append_rows(out, rows + rows)
+    assert out.read_bytes() == before and len(sw.read_results(out)) == 2
+    # the same run made by other code replaces its row
+    sw.append_rows(out, [{**rows[0], "train_forget": 5.0, "code": "b"}])
+    df = sw.read_results(out)
+    assert len(df) == 2 and df.set_index("seed").loc[0, ["train_forget", "code"]].tolist() == [5.0, "b"]
+    # a file that holds duplicates anyway (e.g. edited by hand) reads: the last row of a run wins
+    dup = pd.concat([pd.DataFrame(rows), pd.DataFrame(rows).assign(train_forget=[7.0, 8.0])])
+    dup.to_csv(out, index=False)
+    df = sw.read_results(out)
+    assert len(df) == 2 and df["train_forget"].tolist() == [7.0, 8.0]
+
+
+def test_the_code_of_a_row_follows_its_method_and_the_evaluation(monkeypatch):
+    from unlearnkit import fingerprint as fp
+    caches = (fp.training_code, fp.eval_code, fp.method_code, fp.run_code)
+    names = ("finetune", "jit", "retrain")
+    before = {m: fp.run_code(m) for m in names}
+    real = fp._source
+
+    def edited(target):
+        def source(obj):                         # the file of `target` as if someone had edited it
+            hit = str(obj).endswith(target) or getattr(obj, "__name__", "").endswith(target)
+            return real(obj) + ("\n# edited\n" if hit else "")
+        return source
+    try:
+        for target, changed in (("jit.py", {"jit"}), ("unlearnkit.metrics", set(names)),
+                                ("unlearnkit.training", set(names))):
+            for c in caches:
+                c.cache_clear()
+            monkeypatch.setattr(fp, "_source", edited(target))
+            after = {m: fp.run_code(m) for m in names}
+            assert {m for m in names if after[m] != before[m]} == changed, target
+    finally:
+        monkeypatch.setattr(fp, "_source", real)
+        for c in caches:
+            c.cache_clear()
+    assert {m: fp.run_code(m) for m in names} == before

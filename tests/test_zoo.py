@@ -138,3 +138,36 @@ def test_verbose_messages(task0, data_root, capsys):
     assert "[zoo] trained and saved digits" in capsys.readouterr().out
     uk.train_or_load(task0, "original", **{**KW, "verbose": True})
     assert "[zoo] loaded digits" in capsys.readouterr().out
+
+
+def test_code_hash_changes_when_a_source_changes(tmp_path, monkeypatch):
+    from unlearnkit import fingerprint
+    src = tmp_path / "recipe.py"
+    src.write_text("def train():\n    return 1\n")
+    a = fingerprint.code_hash(src)
+    assert fingerprint.code_hash(src) == a and len(a) == 16
+    src.write_text("def train():\n    return 2\n")
+    assert fingerprint.code_hash(src) != a
+    assert fingerprint.code_hash(src, src) != fingerprint.code_hash(src)
+    # modules and functions hash their source text
+    real = fingerprint._source
+    mod, fn = fingerprint.code_hash(zoo), fingerprint.code_hash(zoo.train_or_load)
+    monkeypatch.setattr(fingerprint, "_source", lambda obj: real(obj) + "\n# edited\n")
+    assert fingerprint.code_hash(zoo) != mod and fingerprint.code_hash(zoo.train_or_load) != fn
+
+
+def test_model_trained_by_other_code_is_not_loaded(task0, data_root, count_fits, monkeypatch):
+    from unlearnkit import fingerprint
+    a = uk.train_or_load(task0, "original", **KW)
+    assert '"code": "%s"' % fingerprint.training_code() in torch.load(a.zoo_path, weights_only=True)["config"]
+    real = zoo.training_code
+    monkeypatch.setattr(zoo, "training_code", lambda: "0123456789abcdef")   # the training code changed
+    b = uk.train_or_load(task0, "original", **KW)
+    assert b.zoo_cached is False and b.zoo_path != a.zoo_path and len(count_fits) == 2
+    monkeypatch.setattr(zoo, "training_code", real)
+    assert uk.train_or_load(task0, "original", **KW).zoo_path == a.zoo_path
+    # the module of a batch hook is part of the key too
+    hook = lambda xb, yb, e, s: (xb, yb)  # noqa: E731
+    h = uk.train_or_load(task0, "original", hook=hook, tag="identity", **KW)
+    monkeypatch.setattr(zoo, "_hook_code", lambda hook: "0123456789abcdef")
+    assert uk.train_or_load(task0, "original", hook=hook, tag="identity", **KW).zoo_path != h.zoo_path

@@ -4,8 +4,9 @@ One import in every chapter: ``import unlearnkit as uk``.
 """
 __version__ = "0.2.0"
 
-from . import attacks, bench, validate, data, fisher, formats, methods, metrics, models, plots, profiles, tasks, training, zoo  # noqa: E402
+from . import attacks, bench, claims, validate, data, fisher, formats, methods, metrics, models, plots, profiles, tasks, training, zoo  # noqa: E402
 from .bench import Spread, format_table, run_methods, run_spread, timed  # noqa: E402
+from .claims import Word, against_paper, ordering, verdict  # noqa: E402
 from .data import (DATASETS, Dataset, DatasetUnavailableError, load_dataset, make_toy,  # noqa: E402
                    stratified_indices)
 from .fisher import diag_fisher, mas_importance  # noqa: E402

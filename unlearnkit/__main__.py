@@ -16,10 +16,13 @@ Run every given method on identical unlearning tasks, over seeds, and print the 
 (mean ± std per method, the retrain row beside them, ranked by distance to retrain).
 
 Each finished run (one method × task × forget item × seed) is appended to --out at once;
-run the same command again to resume: runs already in the file are skipped. A file written
-by another configuration (dataset, model, training, task sizes, hyper-parameters, profile)
-is refused. Methods run only on tasks their access level fits; asking for another is an error
-(or use --skip-inapplicable).
+run the same command again to resume: runs already in the file are skipped, and runs made by
+older code (the method's module, or the shared training and evaluation code, has changed since)
+are redone. A file written by another configuration (dataset, model, training, task sizes,
+hyper-parameters, profile) is refused, and so is an existing file that is not a results file
+or is damaged: it is left as it is. While a sweep runs it owns --out (the lock file
+--out.lock beside it); a second sweep on the same file is refused. Methods run only on tasks
+their access level fits; asking for another is an error (or use --skip-inapplicable).
 
 tasks:  full-class  forget one whole class (--forget picks them; preset per profile)
         sub-class   forget one fine class inside its super-class (digits-super / cifar20)

@@ -8,7 +8,8 @@ shrinking in the JiT chapter (nearest false label by FGSM).
 * :func:`pgd_l2`: targeted L2 projected gradient descent (Madry et al. 2018) on a batch.
 * :func:`random_targets`: a random label different from the true one, per sample.
 * :func:`adversarial_examples`: Algorithm 1 batched: ``n_adv`` targeted L2-PGD examples per
-  forget image, all images and all runs attacked at once (in chunks of ``batch_size``).
+  forget image, all images and all runs attacked at once (in chunks of ``batch_size``); one
+  random target per image by default (``targets="per_image"``), or one per run (``"per_run"``).
 """
 from __future__ import annotations
 
@@ -85,22 +86,50 @@ def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator
     return (y + shift) % num_classes
 
 
+TARGET_RULES = ("per_image", "per_run")
+
+
+def _target_rule(targets, same_target):
+    """The rule for drawing targets: ``targets`` when it names one, else ``same_target`` (the
+    older flag: ``True`` is ``"per_image"``, ``False`` is ``"per_run"``), else ``"per_image"``."""
+    if same_target is not None and not isinstance(same_target, bool):
+        raise TypeError(f"same_target must be True, False or None, got {same_target!r}.")
+    legacy = None if same_target is None else ("per_image" if same_target else "per_run")
+    if isinstance(targets, str):
+        validate.choice("targets", targets, TARGET_RULES)
+        if legacy is not None and legacy != targets:
+            raise ValueError(f"same_target={same_target} contradicts targets={targets!r}; give only targets.")
+        return targets
+    return legacy or "per_image"
+
+
 def adversarial_examples(model, x: torch.Tensor, y: torch.Tensor, n_adv: int = 20, eps: float = 4.0,
                          step: float = 0.1, iters: int = 100, num_classes: int | None = None,
-                         targets: torch.Tensor | None = None, same_target: bool = False,
+                         targets: torch.Tensor | str | None = None, same_target: bool | None = None,
                          batch_size: int = 2048, clamp=(0.0, 1.0), generator: torch.Generator | None = None,
                          info: dict | None = None):
     """Algorithm 1 of Cha et al. 2024, batched: ``n_adv`` targeted L2-PGD examples per image.
 
     Returns ``(x_adv, y_adv)``: ``len(x) * n_adv`` images, ordered run by run (the first
     ``len(x)`` rows are run 0 of every image, and so on), each labelled with the target class
-    it was attacked towards. Targets: ``targets`` (one per image, or ``(n_adv, len(x))``), else
-    a random wrong label per example (``same_target=True``: one per image, reused by its
-    ``n_adv`` runs, as Algorithm 1 is written; the authors' scripts redraw per PGD run, the
-    default here). All images and runs are attacked together, in chunks of ``batch_size``.
+    it was attacked towards.
+
+    ``targets``: a tensor (one label per image, or ``(n_adv, len(x))``: one per example), or the
+    rule by which random wrong labels are drawn from ``generator``:
+
+    * ``"per_image"`` (default, Algorithm 1 as written: line 4 samples ȳ⁽ⁱ⁾ once per image, the
+      inner loop reuses it): one target per image, drawn once, shared by its ``n_adv`` runs;
+    * ``"per_run"``: a fresh wrong label for every PGD run of every image, as the authors'
+      scripts do (they draw the attack label inside the loop over runs), so one image's
+      examples point towards several classes.
+
+    ``same_target`` is the older spelling (``True``: ``"per_image"``, ``False``: ``"per_run"``);
+    ``None`` leaves the choice to ``targets``. All images and runs are attacked together, in
+    chunks of ``batch_size``.
 
     ``info`` (a dict) receives ``seconds``, ``success`` (share of examples the model gives
-    their target class) and ``mean_norm`` (mean ‖x' − x‖₂).
+    their target class), ``mean_norm`` (mean ‖x' − x‖₂) and ``targets`` (the rule used, or
+    ``"given"``).
     """
     validate.integer("n_adv", n_adv, lo=1)
     validate.integer("batch_size", batch_size)
@@ -111,9 +140,11 @@ def adversarial_examples(model, x: torch.Tensor, y: torch.Tensor, n_adv: int = 2
     k = num_classes or getattr(model, "arch", {}).get("num_classes")
     if k is None:
         raise ValueError("Give num_classes: the model does not say how many classes it has.")
+    rule = _target_rule(targets, same_target)
     t0 = time.perf_counter()
     y = y.to(x.device)
-    if targets is not None:
+    if targets is not None and not isinstance(targets, str):
+        rule = "given"
         targets = torch.as_tensor(targets).to(x.device).long()
         if targets.dim() == 1:
             targets = targets.expand(n_adv, -1)
@@ -124,7 +155,7 @@ def adversarial_examples(model, x: torch.Tensor, y: torch.Tensor, n_adv: int = 2
             raise ValueError("A target equals the image's true label: targeted examples need a wrong label.")
         if targets.min() < 0 or targets.max() >= k:
             raise ValueError(f"targets must lie in [0, {k}).")
-    elif same_target:
+    elif rule == "per_image":
         targets = random_targets(y, k, generator).expand(n_adv, -1)
     else:
         targets = torch.stack([random_targets(y, k, generator) for _ in range(n_adv)])
@@ -143,5 +174,5 @@ def adversarial_examples(model, x: torch.Tensor, y: torch.Tensor, n_adv: int = 2
             hit = torch.cat([model(x_adv[i:i + batch_size]).argmax(1) for i in range(0, len(x_adv), batch_size)])
             model.train(was)
         info.update(seconds=seconds, success=float((hit == ts).float().mean()),
-                    mean_norm=float((x_adv - xs).flatten(1).norm(dim=1).mean()))
+                    mean_norm=float((x_adv - xs).flatten(1).norm(dim=1).mean()), targets=rule)
     return x_adv, ts

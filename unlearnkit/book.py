@@ -12,10 +12,16 @@ on a laptop before renting a GPU: every chapter runs on a copy in ``_build/dry-r
 cached in a temporary folder, claims skipped); nothing is rendered. Either way every chapter
 is run even after one fails, the time per chapter is printed with a summary at the end, and
 the exit status is non-zero when any chapter failed.
+
+``--write-back`` stamps each notebook it copies back (metadata ``unlearnkit``): a hash of its
+code cells, a hash of the library's source, the profile and the seed it ran. ``--check-stamps``
+(and the test suite) fails when a committed notebook's code cells no longer match its stamp: its
+stored outputs were made by other code and must be re-executed, never edited by hand.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -28,6 +34,56 @@ from pathlib import Path
 PROFILES = ("smoke", "quick", "full")
 DRY_RUN_TIMEOUT = 300          # seconds per chapter in a dry run (two steps per loop) unless --timeout says
 CIFAR10_FOLDERS = ("cifar10-jpeg", "cifar10", "CIFAR-10-images")
+
+
+STAMP_KEY = "unlearnkit"
+LIBRARY = Path(__file__).resolve().parent
+
+
+def code_digest(nb) -> str:
+    """sha256 of a notebook's code cells (sources in order; outputs and markdown do not count)."""
+    h = hashlib.sha256()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            h.update(cell.source.rstrip().encode())
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+def library_digest(folder: Path = LIBRARY) -> str:
+    """sha256 of the library's Python sources (every ``*.py`` under ``unlearnkit/``, by path)."""
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*.py")):
+        if "__pycache__" in f.parts:
+            continue
+        h.update(str(f.relative_to(folder)).encode())
+        h.update(b"\0")
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def stamp(nb, profile: str, seed, dry_run: bool = False) -> dict:
+    """Write the provenance stamp into ``nb.metadata`` and return it."""
+    import torch
+    s = {"code": code_digest(nb), "library": library_digest(), "profile": profile, "seed": seed,
+         "torch": torch.__version__, "executed": time.strftime("%Y-%m-%d")}
+    nb.metadata[STAMP_KEY] = s
+    return s
+
+
+def stamp_problem(nb_path: Path) -> str | None:
+    """Why the committed notebook's stored outputs may not come from its code, or None when they do."""
+    import nbformat
+    nb = nbformat.read(nb_path, as_version=4)
+    s = nb.metadata.get(STAMP_KEY)
+    if not isinstance(s, dict) or "code" not in s:
+        return (f"{nb_path.name} has no execution stamp: execute it with `python -m unlearnkit.book "
+                f"--only {nb_path.stem} --write-back` (never edit stored outputs by hand)")
+    if s["code"] != code_digest(nb):
+        return (f"{nb_path.name}: its code cells changed after its outputs were stored (stamp "
+                f"{s['code'][:12]}, code now {code_digest(nb)[:12]}): re-execute it with `python -m "
+                f"unlearnkit.book --only {nb_path.stem} --write-back`")
+    return None
 
 
 def chapters(root: Path) -> list[Path]:
@@ -215,12 +271,28 @@ def run_chapters(root: Path, work: Path, env: dict, only=None, timeout: float | 
         if r.ok:
             print(f"  done in {_clock(r.seconds)}", flush=True)
             if write_back:
+                _stamp_file(nb, env)
                 shutil.copy(nb, root / nb.relative_to(work))
                 print(f"  outputs written back to {nb.relative_to(work)}", flush=True)
         else:
             print(f"  FAILED after {_clock(r.seconds)}: {r.error}", flush=True)
         results.append(r)
     return results
+
+
+def _stamp_file(nb_path: Path, env: dict) -> None:
+    import nbformat
+    from .profiles import profile_name
+    nb = nbformat.read(nb_path, as_version=4)
+    with environment(env):
+        name = profile_name()
+    stamp(nb, name, int(env.get("UNLEARNKIT_SEED", 0)))
+    nbformat.write(nb, nb_path)
+
+
+def check_stamps(root: Path) -> list[str]:
+    """The problems :func:`stamp_problem` finds in the committed chapters (empty: all stamped)."""
+    return [p for p in map(stamp_problem, chapters(root)) if p]
 
 
 def main(argv=None) -> int:
@@ -239,6 +311,8 @@ def main(argv=None) -> int:
     ap.add_argument("--write-back", action="store_true",
                     help="copy each successfully executed notebook back into book/ (refreshes the committed outputs)")
     ap.add_argument("--render-only", action="store_true", help="render the committed outputs, execute nothing")
+    ap.add_argument("--check-stamps", action="store_true",
+                    help="check that every committed chapter's code cells match its execution stamp; execute nothing")
     ap.add_argument("--only", nargs="*", default=None, help="execute only chapters whose name contains these")
     a = ap.parse_args(argv)
     root = Path(a.root).resolve()
@@ -248,6 +322,12 @@ def main(argv=None) -> int:
         ap.error("--seed must be a non-negative integer")
     if a.dry_run and (a.write_back or a.render_only):
         ap.error("--dry-run executes throw-away copies: it cannot be combined with --write-back or --render-only")
+    if a.check_stamps:
+        problems = check_stamps(root)
+        for p in problems:
+            print(p, file=sys.stderr)
+        print(f"{len(chapters(root)) - len(problems)}/{len(chapters(root))} chapters match their stamps")
+        return 1 if problems else 0
     if a.render_only:
         build(root, root)
         print(f"rendered committed outputs to {root / '_build' / 'html'}")

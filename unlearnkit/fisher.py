@@ -131,33 +131,96 @@ def diag_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
     return {k: a / n for k, a in acc.items()}
 
 
-def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int = 128, squared: bool = False) -> dict:
-    """Memory-Aware-Synapses importance: |∂ mean_x ‖f(x)‖_2 / ∂θ| (Aljundi et al. 2018).
+MAS_METHODS = ("auto", "vmap", "loop")
 
-    The gradient of the mean L2 norm of the outputs over ``x`` with respect to each
-    parameter, in absolute value (not normalised; :func:`mas_weights` normalises as the
-    instance-wise paper's Algorithm 2 does). ``squared=True`` differentiates the squared norm
-    ‖f(x)‖²₂, as Eq. 2 of Cha et al. 2024 is written; the authors' scripts (and the default)
-    use the norm itself. Either way the absolute value is taken of the gradient of the mean
-    over ``x`` (the authors' scripts), not averaged over per-sample absolute gradients.
+
+def _output_norm(out, squared):
+    """‖out‖₂ per row (or its square)."""
+    return out.pow(2).sum(-1) if squared else out.norm(dim=-1)
+
+
+def _mas_batch_mean(model, x, batch_size, squared, dev):
+    """|∂ mean_n ‖f(x_n)‖ / ∂θ|: one gradient of the mean over all of ``x``, then its absolute value."""
+    model.zero_grad(set_to_none=True)
+    for (xb,) in batches(x, batch_size=batch_size):
+        out = model(xb.to(dev)).float()
+        (_output_norm(out, squared).sum() / len(x)).backward()
+    imp = {n: p.grad.detach().abs().clone() if p.grad is not None else torch.zeros_like(p)
+           for n, p in _trainable(model)}
+    model.zero_grad(set_to_none=True)
+    return imp
+
+
+def _mas_loop(model, x, squared, dev):
+    """Σ_n |∂ ‖f(x_n)‖ / ∂θ|, one backward pass per sample (the reference)."""
+    named = _trainable(model)
+    acc = {n: torch.zeros_like(p) for n, p in named}
+    for i in range(len(x)):
+        norm = _output_norm(model(x[i:i + 1].to(dev)).float()[0], squared)
+        gs = torch.autograd.grad(norm, [p for _, p in named], allow_unused=True)
+        for (n, _), g in zip(named, gs):
+            if g is not None:
+                acc[n] += g.abs()
+    return acc
+
+
+def _mas_vmap(model, x, squared, chunk, dev):
+    """Σ_n |∂ ‖f(x_n)‖ / ∂θ| with per-sample gradients from ``torch.func``, ``chunk`` samples at once."""
+    params = {n: p.detach() for n, p in _trainable(model)}
+    buffers = dict(model.named_buffers())
+
+    def norm_fn(p, xi):
+        return _output_norm(functional_call(model, (p, buffers), (xi[None],)).float()[0], squared)
+
+    g_fn = vmap(grad(norm_fn), in_dims=(None, 0))
+    acc = {n: torch.zeros_like(p) for n, p in params.items()}
+    for (xb,) in batches(x, batch_size=chunk):
+        for n, g in g_fn(params, xb.to(dev)).items():
+            acc[n] += g.abs().sum(0)
+    return acc
+
+
+def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int = 128, squared: bool = False, *,
+                   per_sample: bool = True, method: str = "auto", chunk: int = 16) -> dict:
+    """Memory-Aware-Synapses importance (Aljundi et al. 2018) of every trainable parameter on ``x``.
+
+    * ``per_sample=True`` (default, Eq. 2 of Cha et al. 2024 as written):
+      Ω_i = (1/N) Σ_n |∂ ‖f(x_n)‖₂ / ∂θ_i|, the mean over samples of absolute per-sample gradients;
+    * ``per_sample=False`` (the authors' scripts): Ω_i = |∂ ((1/N) Σ_n ‖f(x_n)‖₂) / ∂θ_i|, the
+      absolute value of the gradient of the mean. Per-sample gradients of opposite signs cancel
+      here and add up in the per-sample form, so the per-sample form is never smaller.
+
+    ``squared=True`` differentiates the squared norm ‖f(x)‖²₂, as Eq. 2 is printed; the authors'
+    scripts (and the default) use the norm itself. The result is not normalised
+    (:func:`mas_weights` normalises as Algorithm 2 does). The model is evaluated in eval mode
+    (batch norm uses its running statistics, so samples do not interact), in float32.
+
+    Per-sample gradients: ``method="vmap"`` (``torch.func``, ``chunk`` samples at once: memory
+    grows as ``chunk`` × the number of parameters), ``"loop"`` (one backward pass per sample, the
+    reference) or ``"auto"`` (vmap). ``batch_size``: the batches of the batch-mean form. In a
+    dry run (:mod:`unlearnkit.profiles`) only the first two samples are used.
     """
     if len(x) == 0:
         raise ValueError("MAS importance needs at least one sample; the set given is empty.")
+    if method not in MAS_METHODS:
+        raise ValueError(f"Unknown method {method!r}: choose one of {MAS_METHODS}.")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}.")
     check_inputs(model, x)
     x = x[:profiles.active().cap(len(x))]
     dev = next(model.parameters()).device
     was = model.training
     model.eval()
-    model.zero_grad(set_to_none=True)
-    for (xb,) in batches(x, batch_size=batch_size):
-        out = model(xb.to(dev)).float()
-        norm = out.pow(2).sum(1) if squared else out.norm(dim=1)
-        (norm.sum() / len(x)).backward()
-    imp = {n: p.grad.detach().abs().clone() if p.grad is not None else torch.zeros_like(p)
-           for n, p in _trainable(model)}
-    model.zero_grad(set_to_none=True)
-    model.train(was)
-    return imp
+    try:
+        if not per_sample:
+            return _mas_batch_mean(model, x, batch_size, squared, dev)
+        if method == "loop":
+            acc = _mas_loop(model, x, squared, dev)
+        else:
+            acc = _mas_vmap(model, x, squared, chunk, dev)
+        return {n: a / len(x) for n, a in acc.items()}
+    finally:
+        model.train(was)
 
 
 def mas_weights(importance: dict) -> dict:

@@ -10,9 +10,15 @@ Behind ``python -m unlearnkit bench`` and the showdown chapter (``book/07_showdo
 * Each finished run is appended to the results file at once (``.csv``, ``.jsonl`` or
   ``.parquet``; the file is rewritten to a temporary name and renamed, so a crash leaves the old
   file or the new one, never half a row). A sweep that is stopped and started again skips the
-  runs already in the file: nothing is lost, nothing is run twice.
+  runs already in the file: nothing is lost, nothing is run twice. The sweep owns the file while
+  it runs (a lock beside it): a second sweep on the same file is refused. A file that is not a
+  results file, or is damaged, is refused and left as it is (:mod:`unlearnkit.results`).
 * Every row carries the fingerprint of the sweep's configuration (dataset, model, training,
-  task sizes, hyper-parameters, profile); a results file of another configuration is refused.
+  task sizes, hyper-parameters, profile; a results file of another configuration is refused)
+  and the hash of the code that made it (``code``: the method's module and the modules it
+  imports, plus the shared training and evaluation code, :func:`unlearnkit.fingerprint.run_code`).
+  A resume redoes the runs made by older code and replaces their rows; rows of older code outside
+  the sweep are left out of the table it returns, and :func:`ranking` refuses them.
 * Each method runs only on the tasks its access level and design fit (:func:`applicable`);
   asking for another is an error that says why.
 * ``engine="ray"`` fans the runs out on Ray (``address`` names a cluster; without it Ray starts
@@ -27,13 +33,18 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import pandas as pd
+
+from .results import (FORMATS, KEYS, REFERENCE, SweepError, _format, _write, append_rows,  # noqa: F401
+                      check_results, current, done_keys, is_current, lock_path, own, read_results,
+                      stale_message)
+
+_lock = own                                   # the former name of the results file's lock
 
 TASKS = ("full-class", "sub-class", "random", "instances")
 TASK_KIND = {"full-class": "class", "sub-class": "subclass", "random": "random", "instances": "instances"}
@@ -49,13 +60,11 @@ DESIGNED_FOR = {
 OWN_ORIGINAL = {"mnemonic": "needs an original trained with mnemonic codes (uk.methods.train_with_codes)"}
 # access levels that know nothing of the forget set but its class ids
 CLASS_ONLY = ("class_ids", "retain_subset")
-KEYS = ["task", "forget", "seed", "method"]
 # hyper-parameters a method cannot do without, per task (the papers' values); --hp overrides them
 DEFAULT_HP = {
     "jit": {"full-class": dict(sigma=0.5, lr=3e-4), "sub-class": dict(sigma=0.01, lr=3e-4),
             "random": dict(sigma=0.01, lr=3e-4), "instances": dict(sigma=0.01, lr=3e-4)},
 }
-REFERENCE = "reference"                      # the run that yields the original and retrain rows
 
 # per-method hyper-parameters on the digits CNN (smoke/quick): the earlier chapters' quick settings
 # where they fit this model, else tuned on seed 0 (class 0 for full-class) as the showdown chapter
@@ -105,11 +114,6 @@ PRESETS = {
                  relearn=dict(max_epochs=100, lr=0.01, n_per_epoch=500)),
 }
 TRAIN_KEYS = ("model", "model_kwargs", "epochs", "lr", "batch_size", "schedule", "weight_decay")
-
-
-class SweepError(ValueError):
-    """A sweep was asked for something it cannot do (unknown method or task, a method on a task
-    it does not fit, a results file of another configuration)."""
 
 
 # ----------------------------------------------------------------------------- what may run where
@@ -312,6 +316,7 @@ def run_one(cfg: SweepConfig | dict, run: Run | dict, progress: bool = False) ->
     the ``original`` and ``retrain`` rows. Runs anywhere (in-process or on a Ray worker)."""
     from . import profiles
     from .bench import run_methods
+    from .fingerprint import run_code
     from .metrics import accuracy, evaluate
     from .zoo import train_or_load
     cfg = cfg if isinstance(cfg, SweepConfig) else SweepConfig(**cfg)
@@ -359,117 +364,9 @@ def run_one(cfg: SweepConfig | dict, run: Run | dict, progress: bool = False) ->
         row.update({k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()})
         row["forget_size"] = int(len(task.forget_idx))
         row["config"] = cfg.fingerprint
+        row["code"] = run_code(name)
         rows.append(row)
     return rows
-
-
-# ----------------------------------------------------------------------------- the results file
-
-FORMATS = (".csv", ".jsonl", ".parquet")
-
-
-def _format(path: Path) -> str:
-    suf = path.suffix.lower()
-    if suf not in FORMATS:
-        raise SweepError(f"Results file {path}: use a .csv, .jsonl or .parquet name.")
-    if suf == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise SweepError("Writing .parquet needs pyarrow: pip install pyarrow (or the extra: "
-                             "pip install 'unlearnkit[scale]'), or write to a .csv or .jsonl file.") from None
-    return suf
-
-
-def read_results(path: str | Path) -> pd.DataFrame:
-    """The rows of a results file (an empty table if it does not exist yet)."""
-    path = Path(path)
-    suf = _format(path)
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    if suf == ".csv":
-        df = pd.read_csv(path, dtype={"forget": str, "error": str}, keep_default_na=True)
-    elif suf == ".jsonl":
-        df = pd.read_json(path, lines=True, dtype={"forget": str})
-    else:
-        df = pd.read_parquet(path)
-    if "forget" in df.columns:
-        df["forget"] = df["forget"].astype(str)
-    if "error" in df.columns:
-        df["error"] = df["error"].fillna("").astype(str)
-    if "diverged" in df.columns:
-        df["diverged"] = df["diverged"].astype(bool)
-    return df
-
-
-def _write(df: pd.DataFrame, path: Path) -> None:
-    suf = _format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if suf == ".csv":
-            df.to_csv(tmp, index=False)
-        elif suf == ".jsonl":
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        else:
-            df.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)            # mkstemp makes it private; a results file is not
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def _lock(path: Path):
-    """An exclusive lock beside the results file: two sweeps never write it at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "w") as f:
-        try:
-            import fcntl
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - Windows: no lock
-            pass
-        yield
-
-
-def append_rows(path: str | Path, rows: list[dict]) -> None:
-    """Append ``rows`` to the results file atomically (read, add, write a temporary file, rename)."""
-    path = Path(path)
-    with _lock(path):
-        old = read_results(path)
-        new = pd.DataFrame(rows)
-        df = pd.concat([old, new], ignore_index=True) if len(old) else new
-        _write(df, path)
-
-
-def check_results(path: str | Path, cfg: SweepConfig) -> pd.DataFrame:
-    """The existing rows of ``path``; :class:`SweepError` if they belong to another configuration."""
-    df = read_results(path)
-    if len(df) and "config" in df.columns:
-        other = sorted(set(df["config"].astype(str)) - {cfg.fingerprint})
-        if other:
-            raise SweepError(f"{path} holds results of another configuration (fingerprint {other[0]}, this "
-                             f"sweep is {cfg.fingerprint}): dataset, model, training, task sizes, "
-                             f"hyper-parameters or profile differ. Write to a new file, or delete it.")
-    elif len(df):
-        raise SweepError(f"{path} is not a results file of `python -m unlearnkit bench` (no config column).")
-    return df
-
-
-def done_keys(df: pd.DataFrame) -> set:
-    """Keys of the runs already in a results table (a reference run counts once its retrain row is in)."""
-    if not len(df):
-        return set()
-    keys = set()
-    for t, f, s, m in zip(df["task"], df["forget"].astype(str), df["seed"], df["method"]):
-        keys.add((t, f, int(s), REFERENCE if m == "retrain" else m))
-    return keys
 
 
 # ----------------------------------------------------------------------------- engines
@@ -542,38 +439,12 @@ def _ray_run(args):
     return run_one(cfg, run)
 
 
-def sweep(methods, tasks=("full-class",), seeds=(0, 1, 2), out: str | Path = "results.csv",
-          profile: str | None = None, forget: dict | None = None, engine: str = "local",
-          address: str | None = None, num_cpus: int | None = None, gpus_per_run: float | None = None,
-          progress: bool = True, skip_inapplicable: bool = False, log: Callable = print,
-          **settings) -> pd.DataFrame:
-    """Run (or resume) a sweep and return every row of the results file.
-
-    ``methods``: registered names; ``tasks``: names from :data:`TASKS`; ``seeds``: ints or
-    ``"0-4"``; ``settings`` override the profile's preset (dataset, model, epochs, lr, ...;
-    ``hp={"jit": {...}}`` per-method hyper-parameters, ``mia``, ``relearn``).
-    """
-    from . import profiles
-    if engine not in ("local", "ray"):
-        raise SweepError(f"Unknown engine {engine!r}: 'local' (in-process, the default) or 'ray'.")
-    p = profiles.active() if profile is None else profiles.profile(profile, quiet=True)
-    if p.name not in PRESETS:
-        raise SweepError(f"Unknown profile {p.name!r}.")
-    out = Path(out)
-    _format(out)
-    cfg = SweepConfig.from_profile(p.name, **settings)
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    if isinstance(methods, str):
-        methods = [m.strip() for m in methods.split(",") if m.strip()]
-    runs = plan(methods, tasks, parse_seeds(seeds), forget, p.name, skip_inapplicable)
-    done = done_keys(check_results(out, cfg))
-    todo = [r for r in runs if r.key not in done]
-    log(f"[bench] {len(runs)} runs, {len(runs) - len(todo)} already in {out}, {len(todo)} to do "
-        f"(engine {engine}, config {cfg.fingerprint})")
+def _run_all(cfg: SweepConfig, todo: list, out: Path, engine: str, address, num_cpus, gpus_per_run,
+             progress: bool, log: Callable) -> list:
+    """Do the runs ``todo``, appending each one's rows to ``out`` as it finishes; the failed
+    runs, with their exceptions."""
     bar = _bar(len(todo), progress, "bench")
     failed = []
-    t0 = time.perf_counter()
     try:
         if engine == "local":
             for r in todo:
@@ -617,9 +488,53 @@ def sweep(methods, tasks=("full-class",), seeds=(0, 1, 2), out: str | Path = "re
     finally:
         if bar is not None:
             bar.close()
-    log(f"[bench] finished in {time.perf_counter() - t0:.1f}s"
-        + (f"; {len(failed)} runs failed" if failed else ""))
-    res = read_results(out)
+    return failed
+
+
+def sweep(methods, tasks=("full-class",), seeds=(0, 1, 2), out: str | Path = "results.csv",
+          profile: str | None = None, forget: dict | None = None, engine: str = "local",
+          address: str | None = None, num_cpus: int | None = None, gpus_per_run: float | None = None,
+          progress: bool = True, skip_inapplicable: bool = False, log: Callable = print,
+          **settings) -> pd.DataFrame:
+    """Run (or resume) a sweep and return every row of the results file.
+
+    ``methods``: registered names; ``tasks``: names from :data:`TASKS`; ``seeds``: ints or
+    ``"0-4"``; ``settings`` override the profile's preset (dataset, model, epochs, lr, ...;
+    ``hp={"jit": {...}}`` per-method hyper-parameters, ``mia``, ``relearn``).
+    """
+    from . import profiles
+    if engine not in ("local", "ray"):
+        raise SweepError(f"Unknown engine {engine!r}: 'local' (in-process, the default) or 'ray'.")
+    p = profiles.active() if profile is None else profiles.profile(profile, quiet=True)
+    if p.name not in PRESETS:
+        raise SweepError(f"Unknown profile {p.name!r}.")
+    out = Path(out)
+    _format(out)
+    cfg = SweepConfig.from_profile(p.name, **settings)
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    runs = plan(methods, tasks, parse_seeds(seeds), forget, p.name, skip_inapplicable)
+    with own(out):                        # one sweep per results file: a second one is refused
+        have = check_results(out, cfg)
+        done, there = done_keys(have), done_keys(have, current_only=False)
+        todo = [r for r in runs if r.key not in done]
+        redo = sum(r.key in there for r in todo)
+        log(f"[bench] {len(runs)} runs, {len(runs) - len(todo)} already in {out}, {len(todo)} to do"
+            + (f" ({redo} of them made by older code: redone)" if redo else "")
+            + f" (engine {engine}, config {cfg.fingerprint})")
+        t0 = time.perf_counter()
+        failed = _run_all(cfg, todo, out, engine, address, num_cpus, gpus_per_run, progress, log)
+        log(f"[bench] finished in {time.perf_counter() - t0:.1f}s"
+            + (f"; {len(failed)} runs failed" if failed else ""))
+        res = read_results(out)
+    stale = stale_message(res, where=str(out))
+    if stale:                             # runs outside this sweep, made by older code
+        log(f"[bench] {stale} They are left out of the table returned.")
+        keep = is_current(res)
+        res, left = res[keep].reset_index(drop=True), res[~keep]
+        res.attrs["stale"] = list(zip(left["task"], left["forget"], left["seed"], left["method"]))
     res.attrs["failed"] = [r.key for r, _ in failed]
     return res
 
@@ -631,9 +546,13 @@ TABLE_METRICS = ("train_retain", "train_forget", "test_retain", "test_forget", "
 
 
 def spreads(results: pd.DataFrame) -> dict:
-    """One :class:`~unlearnkit.Spread` per task of a results table (rows ordered as run)."""
+    """One :class:`~unlearnkit.Spread` per task of a results table (rows ordered as run).
+    :class:`SweepError` if some rows were made by older code (see :mod:`unlearnkit.results`)."""
     from .bench import Spread
     from .quality import add_tug_of_war
+    stale = stale_message(results)
+    if stale:
+        raise SweepError(stale)
     out = {}
     for t in dict.fromkeys(results["task"]):
         r = results[results["task"] == t].drop(columns=["task"]).reset_index(drop=True)

@@ -4,7 +4,9 @@ configuration and reused by every chapter.
 Explained in the opening chapter (``book/01_unlearning_problem.ipynb``).
 
 A checkpoint is keyed by a hash of everything that determines it (data fingerprint,
-architecture, training arguments, seed, and for ``retrain`` the forget set), written
+architecture, training arguments, seed, for ``retrain`` the forget set, and the source of the
+code that trains it: :func:`unlearnkit.fingerprint.training_code`, plus the module of a batch
+hook), so a model trained by older code is never served: it is trained anew. Written
 atomically, and read back with ``torch.load(..., weights_only=True)``. A file that
 cannot be read or does not match is reported and retrained, never silently used.
 """
@@ -24,6 +26,7 @@ import torch.nn as nn
 from . import profiles
 from .cache import atomic_save
 from .data import Dataset
+from .fingerprint import training_code
 from .models import build_model, check_finite
 from .profiles import set_seed
 from .tasks import Task, as_task
@@ -44,6 +47,16 @@ def _jsonable(v):
     if isinstance(v, (int, float, str, bool)) or v is None:
         return v
     return repr(v)
+
+
+def _hook_code(hook) -> str | None:
+    """Hash of the source of the module defining a batch hook (``None`` if it has none)."""
+    import inspect
+    from .fingerprint import code_hash
+    try:
+        return code_hash(inspect.getsourcefile(inspect.unwrap(hook)))
+    except (TypeError, OSError, ValueError):
+        return None
 
 
 def config_key(config: dict) -> str:
@@ -141,7 +154,9 @@ def train_or_load(task: Task | Dataset, which: str = "original", model: str = "r
     model_kwargs = dict(model_kwargs or {})
     config = {"data": data.fingerprint, "dataset": data.name, "which": which, "model": model,
               "model_kwargs": model_kwargs, "epochs": epochs, "seed": seed, "fit": fit_kwargs, "tag": tag,
-              "forget": t.fingerprint if which == "retrain" else None}
+              "forget": t.fingerprint if which == "retrain" else None, "code": training_code()}
+    if hook is not None:
+        config["hook_code"] = _hook_code(hook)
     if which == "original":
         x, y = data.x_train, data.y_train
     else:

@@ -27,9 +27,10 @@ Explained in the Fisher-masking chapter (``book/05_fisher_masking.ipynb``).
   (the relearn-time baseline of Fig. 2).
 * ``replay_finetune`` (access ``retain``): the paper's Finetune: S epochs on D_r with the
   replayed schedule, no mask.
-* ``fisher_noise`` (access ``retain``): the paper's FisherNoise, Golatkar et al.'s Fisher
-  forgetting (:func:`unlearnkit.methods.fisher_forgetting`, Eq. 1 of the paper), followed by the
-  same fine-tuning ("for a fair comparison, we also add a fine-tuning process").
+* ``fisher_noise`` (access ``retain``): the paper's FisherNoise, Eq. 1 (Golatkar et al.'s noise
+  with std (λσ²)^{1/4} h^{-1/4}, h the true diagonal Fisher of D_r), followed by the same
+  fine-tuning ("for a fair comparison, we also add a fine-tuning process"). It does not zero any
+  classifier row (the benchmarks' :func:`unlearnkit.methods.fisher_forgetting` does).
 
 Every method can keep the model after each fine-tuning epoch (``keep_epochs=True``:
 ``unlearn_info["epoch_states"]``, epoch 0 = after masking) so that a chapter can evaluate the
@@ -399,18 +400,51 @@ def replay_finetune(model, task, finetune_epochs: int = 5, replay_schedule: bool
     return model, {"masked": 0, **info}
 
 
-@register("fisher_noise", access="retain", paper="Golatkar et al. 2020, as FisherNoise in Liu et al. 2022")
-def fisher_noise(model, task, alpha: float = 1e-6, n_samples: int | None = None, finetune_epochs: int = 5,
-                 replay_schedule: bool = True, lr: float = 0.1, batch_size: int = 128, keep_epochs: bool = False,
-                 augment: bool | None = None, seed: int | None = None):
-    """FisherNoise (Eq. 1): :func:`unlearnkit.methods.fisher_forgetting`, then the same S epochs of
-    fine-tuning on D_r as the masks get."""
-    from .baselines import fisher_forgetting
+def eq1_noise(model, fisher: dict, lam_sigma2: float, max_std: float, generator) -> dict:
+    """Add Eq. 1's noise in place: w ← w* + (λσ²)^{1/4} · h^{-1/4} · n, n ~ N(0, I), h the diagonal
+    Fisher (``fisher``) of each parameter; the per-weight std is capped at ``max_std`` (where h is
+    about zero, h^{-1/4} is unbounded). Returns the mean std per parameter tensor."""
+    scale = lam_sigma2 ** 0.25
+    stds = {}
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n not in fisher:
+                continue
+            std = (scale * (fisher[n].float() + 1e-12) ** -0.25).clamp(max=max_std)
+            p.add_((std * torch.randn(p.shape, generator=generator)).to(p.device, p.dtype))
+            stds[n] = float(std.mean())
+    return stds
+
+
+@register("fisher_noise", access="retain", paper="Golatkar et al. 2020, as FisherNoise (Eq. 1) in Liu et al. 2022")
+def fisher_noise(model, task, lam_sigma2: float = 1e-6, max_std: float = 1.0, n_samples: int | None = None,
+                 finetune_epochs: int = 5, replay_schedule: bool = True, lr: float = 0.1, batch_size: int = 128,
+                 keep_epochs: bool = False, augment: bool | None = None, seed: int | None = None):
+    """FisherNoise as Eq. 1 of Liu et al. states it, then the same S epochs of fine-tuning on D_r as
+    the masks get ("for a fair comparison").
+
+    Eq. 1: ŵ_r = w* + (λσ²)^{1/4} h^{-1/4} (Golatkar et al.'s noise, std ∝ h^{-1/4}, i.e. variance
+    ∝ h^{-1/2}), h the diagonal of the Hessian of the loss on D_r, here its Gauss–Newton stand-in,
+    the *true* diagonal Fisher of D_r (``n_samples`` images; all when ``None``). ``lam_sigma2`` is
+    λσ², the one free constant, which the paper does not give (the chapter picks it by a sweep);
+    ``max_std`` caps each weight's std where h ≈ 0. No classifier row is zeroed: forgetting, if
+    any, comes from the noise. This is not :func:`unlearnkit.methods.fisher_forgetting`, the
+    benchmarks' variant (variance α/F, clipped, and the forgotten class's output row set to zero).
+    """
+    validate.positive("lam_sigma2", lam_sigma2, hint="λσ² scales Eq. 1's noise (try 1e-10 … 1e-6).")
+    validate.positive("max_std", max_std)
     seed = seed_or_active(seed)
     t0 = time.perf_counter()
-    noisy = fisher_forgetting(model, task, alpha=alpha, n_samples=n_samples, seed=seed)
+    x, y = task.retain_set()
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    if n_samples is not None and n_samples < len(x):
+        idx = torch.randperm(len(x), generator=g)[:n_samples].to(x.device)
+        x, y = x[idx], y[idx]
+    fisher = diag_fisher(model, x, y, kind="true", batch_size=64)
+    stds = eq1_noise(model, fisher, lam_sigma2, max_std, g)
     score_seconds = time.perf_counter() - t0
     xr, yr = task.retain_set()
-    info = finetune_replay(noisy, xr, yr, **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size,
+    info = finetune_replay(model, xr, yr, **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size,
                                                         seed, keep_epochs, augment))
-    return noisy, {"masked": 0, "score_seconds": score_seconds, **info}
+    return model, {"masked": 0, "score_seconds": score_seconds,
+                   "noise_std_mean": sum(stds.values()) / max(1, len(stds)), **info}
