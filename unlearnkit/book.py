@@ -311,6 +311,10 @@ def main(argv=None) -> int:
     ap.add_argument("--write-back", action="store_true",
                     help="copy each successfully executed notebook back into book/ (refreshes the committed outputs)")
     ap.add_argument("--render-only", action="store_true", help="render the committed outputs, execute nothing")
+    ap.add_argument("--work", default=None,
+                    help="folder for the executed copies (default _build/run, or _build/dry-run); give each "
+                         "concurrent run its own")
+    ap.add_argument("--no-render", action="store_true", help="execute (and write back) but do not render the book")
     ap.add_argument("--check-stamps", action="store_true",
                     help="check that every committed chapter's code cells match its execution stamp; execute nothing")
     ap.add_argument("--only", nargs="*", default=None, help="execute only chapters whose name contains these")
@@ -333,13 +337,13 @@ def main(argv=None) -> int:
         print(f"rendered committed outputs to {root / '_build' / 'html'}")
         return 0
 
-    work = root / "_build" / ("dry-run" if a.dry_run else "run")
+    work = Path(a.work).resolve() if a.work else root / "_build" / ("dry-run" if a.dry_run else "run")
     copy_sources(root, work)
     env = kernel_env(root, a.profile, a.seed, a.dry_run)
     timeout = a.timeout if a.timeout is not None else (DRY_RUN_TIMEOUT if a.dry_run else None)
     mode = "DRY RUN of " if a.dry_run else ""
     print(f"{mode}profile {env.get('UNLEARNKIT_PROFILE', '(hardware default)')}, "
-          f"seed {env.get('UNLEARNKIT_SEED', '(default)')}, copies in {work.relative_to(root)}"
+          f"seed {env.get('UNLEARNKIT_SEED', '(default)')}, copies in {work}"
           + (f", {timeout:.0f}s per chapter" if timeout else ""), flush=True)
     results = run_chapters(root, work, env, a.only, timeout, a.write_back)
     print()
@@ -350,6 +354,9 @@ def main(argv=None) -> int:
         return 1
     if a.dry_run:
         print(f"\ndry run passed: every chapter ran its code path (executed copies in {work})")
+        return 0
+    if a.no_render:
+        print("executed; not rendered (--no-render)" + (" (outputs written back to book/)" if a.write_back else ""))
         return 0
     build(work, root)
     print(f"rendered to {root / '_build' / 'html'}"

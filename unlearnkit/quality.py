@@ -39,7 +39,7 @@ over the forget, retain and test sets of 1 − |acc − acc_retrain| / 100.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -47,7 +47,8 @@ import torch
 import torch.nn as nn
 
 __all__ = ["logit_confidence", "confidences", "attack_rates", "example_epsilon", "epsilon_bins",
-           "epsilon_score", "forget_quality", "final_score", "tug_of_war", "add_tug_of_war"]
+           "epsilon_score", "forget_quality", "forget_quality_ci", "QualityCI", "max_epsilon",
+           "n_bins_for", "final_score", "tug_of_war", "add_tug_of_war", "DELTA", "EPSILON_CAP"]
 
 
 # ----------------------------------------------------------------------------- confidence
@@ -84,6 +85,13 @@ def confidences(models: Iterable[nn.Module], x: torch.Tensor, y: torch.Tensor,
 
 # ----------------------------------------------------------------------------- ε per example
 
+DELTA = 1e-5          # the δ of (ε, δ) in the challenge
+EPSILON_CAP = 50.0    # the ε of a "peaky" example (and the challenge's cap on every ε)
+PEAKY_RATIO = 0.01    # a spread ratio under this makes an example "peaky"
+BIN_WIDTH = 0.5       # width of the score's bins of ε
+N_BINS = 14           # the number of scoring bins with 512 models per group (the challenge's setting)
+
+
 def _as_groups(unlearned, retrained):
     u = np.asarray(unlearned, dtype=float)
     r = np.asarray(retrained, dtype=float)
@@ -95,7 +103,7 @@ def _as_groups(unlearned, retrained):
         raise ValueError("unlearned and retrained must be (n_models, n_examples) arrays over the same "
                          f"examples; got {u.shape} and {r.shape}.")
     if len(u) < 2 or len(r) < 2:
-        raise ValueError("Each group needs at least two models (the challenge used hundreds; 32 is "
+        raise ValueError("Each group needs at least two models (the challenge used 512; 32 is "
                          "a practical minimum).")
     if not (np.isfinite(u).all() and np.isfinite(r).all()):
         raise ValueError("Confidences must be finite (a model that diverged has no confidence).")
@@ -103,12 +111,13 @@ def _as_groups(unlearned, retrained):
 
 
 def attack_rates(unlearned, retrained):
-    """False-positive and false-negative rates of every threshold attack, per example.
+    """False-positive and false-negative rates of every single-threshold attack, per example.
 
     The attack "unlearned if s > t" is tried at t = −∞ and at every observed value. Returns
     ``(fpr, fnr)``, each ``(n_examples, n_thresholds)``: FPR = share of retrained models called
     unlearned, FNR = share of unlearned models called retrained. The reversed attack
-    ("unlearned if s ≤ t") has rates (1 − FPR, 1 − FNR) and is covered by :func:`example_epsilon`.
+    ("unlearned if s ≤ t") has rates (1 − FPR, 1 − FNR). A diagnostic: :func:`example_epsilon`
+    scores its own attack family (single thresholds and intervals, directions fixed per example).
     Sort-based: memory grows with examples × models, not with their product with thresholds.
     """
     u, r = _as_groups(unlearned, retrained)
@@ -130,36 +139,191 @@ def attack_rates(unlearned, retrained):
     return (nr - cr) / nr, cu / nu
 
 
-def example_epsilon(unlearned, retrained, delta: float = 0.01, floor: float | None = None) -> np.ndarray:
-    """ε̂ of each example from the best threshold attack (see the module docstring).
+def max_epsilon(n_models: int) -> int:
+    """The challenge's largest ε that still scores with ``n_models`` unlearned models: ⌈log(n − 1)⌉
+    (2 for 8 models, 4 for 32, 5 for 128, 7 for 512; 0 for 2 models, where nothing scores)."""
+    n = int(n_models)
+    if n < 2:
+        raise ValueError(f"The score needs at least two models per group, got {n}.")
+    return int(math.ceil(math.log(n - 1)))
+
+
+def n_bins_for(n_models: int, bin_width: float = BIN_WIDTH) -> int:
+    """The number of scoring bins with ``n_models`` unlearned models: :func:`max_epsilon` / width
+    (14 for 512 models, 10 for 128, 8 for 32)."""
+    if bin_width <= 0:
+        raise ValueError("bin_width must be positive.")
+    return int(math.floor(max_epsilon(n_models) / bin_width + 1e-9))
+
+
+def _pool(u, r):
+    """Per example, which pooled value (sorted) is an unlearned one, and the bounds of its run of
+    tied values: ``(is_u, first, gs, ge)``, each ``(E, N)``; ``first`` marks the start of a run,
+    ``gs`` / ``ge`` give the first / last position of the run holding each position."""
+    nu = len(u)
+    v = np.concatenate([u, r]).T
+    order = np.argsort(v, axis=1, kind="stable")
+    sv = np.take_along_axis(v, order, 1)
+    e, n = sv.shape
+    idx = np.arange(n)
+    first = np.ones((e, n), bool)
+    first[:, 1:] = sv[:, 1:] != sv[:, :-1]
+    last = np.ones((e, n), bool)
+    last[:, :-1] = first[:, 1:]
+    gs = np.maximum.accumulate(np.where(first, idx, 0), 1)
+    ge = np.minimum.accumulate(np.where(last, idx, n)[:, ::-1], 1)[:, ::-1]
+    return order < nu, first, gs, ge
+
+
+def _ratio(fn, fp, nx, ny, c, floor, valid=None):
+    """Per threshold max((1 − δ − FPR) / FNR, (1 − δ − FNR) / FPR) from counts: ``fn`` models of the
+    claimed group outside the claimed region, ``fp`` of the other group inside (ε = log of it;
+    values ≤ 1 mean ε = 0). Without a floor, thresholds with a zero rate give 0 (discarded); with
+    one, a zero rate in a denominator reads as the floor."""
+    fnr, fpr = fn / nx, fp / ny
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if floor is None:
+            r = np.maximum((c - fpr) / fnr, (c - fnr) / fpr)
+            ok = (fn > 0) & (fp > 0)
+        else:
+            r = np.maximum((c - fpr) / np.maximum(fnr, floor[0]), (c - fnr) / np.maximum(fpr, floor[1]))
+            ok = np.ones(r.shape, bool)
+    if valid is not None:
+        ok &= valid
+    return np.where(ok & ~np.isnan(r), r, 0.0)
+
+
+def _single(lab_x, first, nx, ny, c, floor):
+    """Best ratio and perfect separation of the attacks "claimed group if s ≥ t" (t at each run of
+    tied values: every distinct pair of rates); ``lab_x``: (E, N), sorted pooled values of the
+    claimed group."""
+    n = lab_x.shape[1]
+    fn = np.cumsum(lab_x, 1) - lab_x                    # claimed models below t
+    fp = ny - (np.arange(n) - fn)                       # other models at or above t
+    perfect = ((fn == 0) & (fp == 0) & first).any(1) if floor is None else np.zeros(len(fn), bool)
+    return _ratio(fn, fp, nx, ny, c, floor, first).max(1), perfect
+
+
+def _interval(lab_x, gs, ge, nx, ny, c, floor):
+    """Best ratio and perfect separation of the attacks "claimed group if t1 ≤ s ≤ t2".
+
+    An interval's claimed models form a *core*: from the run of one claimed model to the run of
+    a later one (k = 0..n_x − 1 claimed models apart), with the other group's models between them;
+    the interval may add runs of the other group on either side, which only raises the FPR.
+    So each core counts as itself, and, when it holds no model of the other group (FPR = 0, a
+    discarded threshold), as itself plus the smaller adjacent run of the other group (the least
+    FPR > 0 with these claimed models). O(n_x²) per example, vectorised over examples.
+    """
+    e, n = lab_x.shape
+    cx = np.zeros((e, n + 1))
+    cx[:, 1:] = np.cumsum(lab_x, 1)
+    cy = np.arange(n + 1)[None, :] - cx
+    px = np.argsort(~lab_x, axis=1, kind="stable")[:, :nx]     # positions of the claimed models
+    s = np.take_along_axis(gs, px, 1)                           # run of each: positions [s, t)
+    t = np.take_along_axis(ge, px, 1) + 1
+    sx, sy = np.take_along_axis(cx, s, 1), np.take_along_axis(cy, s, 1)
+    tx, ty = np.take_along_axis(cx, t, 1), np.take_along_axis(cy, t, 1)
+    if floor is None:                                           # runs of the other group alone
+        q = np.maximum(s - 1, 0)                                # next to each run, else ∞
+        q0 = np.take_along_axis(gs, q, 1)
+        pure = (s > 0) & (np.take_along_axis(cx, q + 1, 1) == np.take_along_axis(cx, q0, 1))
+        left = np.where(pure, q + 1 - q0, np.inf)
+        q = np.minimum(t, n - 1)
+        q1 = np.take_along_axis(ge, q, 1) + 1
+        pure = (t < n) & (np.take_along_axis(cx, q1, 1) == np.take_along_axis(cx, q, 1))
+        right = np.where(pure, q1 - q, np.inf)
+    best = np.zeros(e)
+    perfect = np.zeros(e, bool)
+    for k in range(nx):
+        m = nx - k
+        fn = nx - (tx[:, k:] - sx[:, :m])
+        fp = ty[:, k:] - sy[:, :m]
+        if floor is None:
+            perfect |= ((fn == 0) & (fp == 0)).any(1)
+            fp = np.where(fp > 0, fp, np.minimum(left[:, :m], right[:, k:]))
+        best = np.maximum(best, _ratio(fn, fp, nx, ny, c, floor).max(1))
+    return best, perfect
+
+
+def example_epsilon(unlearned, retrained, delta: float = DELTA, floor=None, *, intervals: bool = True,
+                    two_sided: bool = False, peaky: float | None = PEAKY_RATIO,
+                    chunk: int = 64) -> np.ndarray:
+    """ε̂ of each forget example from the best attack of the challenge's family (module docstring).
 
     ``unlearned``, ``retrained``: ``(n_models, n_examples)`` confidences (e.g. from
-    :func:`confidences`), or 1-D arrays for one example. ``delta``: the δ of (ε, δ). A zero rate
-    counts as ``floor`` (default 1 / the group's size), which caps ε̂ at what the models can show.
+    :func:`confidences`), or 1-D arrays for one example. ``delta``: the δ of (ε, δ). Returns
+    ε̂ ≥ 0 per example: ``inf`` where some attack separates the groups perfectly (FPR = FNR = 0),
+    :data:`EPSILON_CAP` (50) where the example is peaky, 0 where no attack keeps both rates
+    positive.
+
+    Options beyond the official rule: ``floor`` (a rate, or ``"1/n"`` for 1 / the group's size)
+    reads a zero rate as the floor instead of discarding the threshold, so a perfect separation
+    gives the finite log((1 − δ) / floor); ``intervals=False`` keeps single thresholds only;
+    ``two_sided=True`` lets each attack claim either group (both directions of every threshold,
+    inside and outside of every interval); ``peaky=None`` turns the peaky rule off. ``chunk``:
+    examples per block of the interval scan (memory, not results).
     """
     if not 0 <= delta < 1:
         raise ValueError(f"delta must lie in [0, 1), got {delta}.")
     u, r = _as_groups(unlearned, retrained)
-    fpr, fnr = attack_rates(u, r)
-    f_fp = 1.0 / len(r) if floor is None else float(floor)
-    f_fn = 1.0 / len(u) if floor is None else float(floor)
-    if f_fp <= 0 or f_fn <= 0:
-        raise ValueError("floor must be positive.")
+    nu, nr = len(u), len(r)
+    if floor is None:
+        fl_u = fl_r = None
+    elif isinstance(floor, str):
+        if floor != "1/n":
+            raise ValueError(f"floor must be None, a positive rate or '1/n', got {floor!r}.")
+        fl_u, fl_r = 1.0 / nu, 1.0 / nr
+    else:
+        fl_u = fl_r = float(floor)
+        if not fl_u > 0:
+            raise ValueError("floor must be positive.")
+    c = 1.0 - delta
+    ptp_u, ptp_r = np.ptp(u, 0), np.ptp(r, 0)
     eps = np.zeros(u.shape[1])
-    for a, b in ((fpr, fnr), (1 - fpr, 1 - fnr)):                     # both directions
-        with np.errstate(divide="ignore", invalid="ignore"):
-            e1 = np.log((1 - delta - a) / np.maximum(b, f_fn))
-            e2 = np.log((1 - delta - b) / np.maximum(a, f_fp))
-        e = np.fmax(e1, e2)                                          # NaN where 1 − δ − rate ≤ 0
-        e = np.where(np.isfinite(e), e, 0.0)
-        eps = np.maximum(eps, e.max(1))
-    return np.maximum(eps, 0.0)
+    if peaky is not None:
+        hi, lo = np.maximum(ptp_u, ptp_r), np.minimum(ptp_u, ptp_r)
+        is_peaky = (hi > 0) & (lo < peaky * hi)
+    else:
+        is_peaky = np.zeros(u.shape[1], bool)
+    eps[is_peaky] = EPSILON_CAP
+    todo = np.flatnonzero(~is_peaky)
+    # the claimed group: single thresholds claim the larger median (the unlearned one on a tie),
+    # intervals the smaller range (max − min) of the two (the smaller median's group on a tie)
+    u_top = ~(np.median(r, 0) > np.median(u, 0))
+    top_range, other_range = np.where(u_top, ptp_u, ptp_r), np.where(u_top, ptp_r, ptp_u)
+    u_in = np.where(top_range < other_range, u_top, ~u_top)
+    for i in range(0, len(todo), max(int(chunk), 1)):
+        idx = todo[i:i + max(int(chunk), 1)]
+        is_u, first, gs, ge = _pool(u[:, idx], r[:, idx])
+        ratio, perfect = np.zeros(len(idx)), np.zeros(len(idx), bool)
+        fams = [("single", u_top[idx])] + ([("interval", u_in[idx])] if intervals else [])
+        for fam, claim_u in fams:
+            for cu in ([claim_u, ~claim_u] if two_sided else [claim_u]):
+                for x_is_u in (True, False):
+                    sel = np.flatnonzero(cu == x_is_u)
+                    if not len(sel):
+                        continue
+                    lab = is_u[sel] if x_is_u else ~is_u[sel]
+                    nx, ny = (nu, nr) if x_is_u else (nr, nu)
+                    fl = None if fl_u is None else ((fl_u, fl_r) if x_is_u else (fl_r, fl_u))
+                    if fam == "single":
+                        rr, pp = _single(lab, first[sel], nx, ny, c, fl)
+                    else:
+                        rr, pp = _interval(lab, gs[sel], ge[sel], nx, ny, c, fl)
+                    ratio[sel] = np.maximum(ratio[sel], rr)
+                    perfect[sel] |= pp
+        e = np.log(np.maximum(ratio, 1.0))
+        e[perfect] = np.inf
+        eps[idx] = e
+    return eps
 
 
-def epsilon_bins(eps, bin_width: float = 0.5, n_bins: int = 13) -> np.ndarray:
-    """The bin of each ε̂: ``floor(ε̂ / bin_width)``, or ``n_bins`` (the "beyond" bin) past the last."""
-    if bin_width <= 0 or n_bins < 1:
-        raise ValueError("bin_width must be positive and n_bins at least 1.")
+def epsilon_bins(eps, bin_width: float = BIN_WIDTH, n_bins: int = N_BINS) -> np.ndarray:
+    """The 0-based bin of each ε̂: ``floor(ε̂ / bin_width)``, or ``n_bins`` (the "beyond" bin) from
+    ``n_bins · bin_width`` on (∞ included). ``n_bins`` defaults to the challenge's 14 (512 models);
+    :func:`forget_quality` derives it from the number of models (:func:`n_bins_for`)."""
+    if bin_width <= 0 or n_bins < 0:
+        raise ValueError("bin_width must be positive and n_bins non-negative.")
     e = np.asarray(eps, dtype=float)
     if np.isnan(e).any() or (e < 0).any():
         raise ValueError("ε must be non-negative numbers.")
@@ -167,22 +331,68 @@ def epsilon_bins(eps, bin_width: float = 0.5, n_bins: int = 13) -> np.ndarray:
     return np.minimum(k, n_bins).astype(int)
 
 
-def epsilon_score(eps, bin_width: float = 0.5, n_bins: int = 13) -> np.ndarray:
-    """Per example 2^−k for ε̂ in bin k; 0 beyond the last bin. In [0, 1]."""
+def epsilon_score(eps, bin_width: float = BIN_WIDTH, n_bins: int = N_BINS) -> np.ndarray:
+    """Per example H(ε̂) = 2^−k for ε̂ in 0-based bin k (= 2 / 2^j for the 1-based bin j): 1 for
+    ε̂ < 0.5, ½ for [0.5, 1), ...; 0 in the "beyond" bin (ε̂ ≥ n_bins · bin_width, ∞ included)."""
     k = epsilon_bins(eps, bin_width, n_bins)
     return np.where(k >= n_bins, 0.0, 2.0 ** (-k.astype(float)))
 
 
-def forget_quality(unlearned, retrained, delta: float = 0.01, bin_width: float = 0.5, n_bins: int = 13,
-                   return_eps: bool = False):
-    """The forget quality F: the mean binned score of ε̂ over forget examples, in [0, 1].
+def forget_quality(unlearned, retrained, delta: float = DELTA, bin_width: float = BIN_WIDTH,
+                   n_bins: int | None = None, return_eps: bool = False, *, floor=None,
+                   intervals: bool = True, two_sided: bool = False,
+                   peaky: float | None = PEAKY_RATIO):
+    """The forget quality F: the mean of H(ε̂) over forget examples, in [0, 1].
 
-    1 means no threshold attack on the logit-scaled confidence tells the unlearned models from
-    the retrained ones on any example. With ``return_eps=True`` also returns the ε̂ array.
+    1 means no attack of the family tells the unlearned models from the retrained ones on any
+    example. ``n_bins=None``: the challenge's count for this many unlearned models
+    (:func:`n_bins_for`). With ``return_eps=True`` also returns the ε̂ array. The keyword options
+    are those of :func:`example_epsilon` (off by default: the official rule).
     """
-    eps = example_epsilon(unlearned, retrained, delta)
+    n_models = len(np.asarray(unlearned))
+    eps = example_epsilon(unlearned, retrained, delta, floor, intervals=intervals,
+                          two_sided=two_sided, peaky=peaky)
+    if n_bins is None:
+        n_bins = n_bins_for(n_models, bin_width)
     f = float(epsilon_score(eps, bin_width, n_bins).mean())
     return (f, eps) if return_eps else f
+
+
+class QualityCI(NamedTuple):
+    """F on all models, and the spread of F over bootstrap resamples of the models."""
+    F: float
+    std: float
+    lo: float
+    hi: float
+
+
+def forget_quality_ci(unlearned, retrained, n_boot: int = 200, seed: int = 0, level: float = 0.95,
+                      delta: float = DELTA, bin_width: float = BIN_WIDTH, n_bins: int | None = None,
+                      **options) -> QualityCI:
+    """:func:`forget_quality` with a bootstrap error bar over models: ``(F, std, lo, hi)``.
+
+    Each of ``n_boot`` replicates draws, with replacement, as many unlearned models as there are
+    (rows of ``unlearned``) and as many retrained ones, and scores them with the same bins. ``F``
+    is the score of all the models; ``std`` the standard deviation of the replicates; ``lo``,
+    ``hi`` their ``(1 − level) / 2`` and ``(1 + level) / 2`` quantiles. A resample repeats some
+    models and drops others, so the replicates measure the noise from *which* models were trained,
+    and their mean sits somewhat off ``F``. Deterministic for a given ``seed``; costs ``n_boot + 1``
+    scores. ``options``: the keyword options of :func:`forget_quality`.
+    """
+    if n_boot < 2:
+        raise ValueError("n_boot must be at least 2.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}.")
+    u, r = _as_groups(unlearned, retrained)
+    if n_bins is None:
+        n_bins = n_bins_for(len(u), bin_width)
+    kw = dict(delta=delta, bin_width=bin_width, n_bins=n_bins, **options)
+    f = forget_quality(u, r, **kw)
+    rng = np.random.default_rng(seed)
+    boot = np.array([forget_quality(u[rng.integers(0, len(u), len(u))],
+                                    r[rng.integers(0, len(r), len(r))], **kw) for _ in range(n_boot)])
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return QualityCI(f, float(boot.std(ddof=1)), float(lo), float(hi))
 
 
 def final_score(quality: float, retain_acc: float, test_acc: float, retain_acc_retrain: float,
