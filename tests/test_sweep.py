@@ -349,3 +349,23 @@ def test_the_code_of_a_row_follows_its_method_and_the_evaluation(monkeypatch):
         for c in caches:
             c.cache_clear()
     assert {m: fp.run_code(m) for m in names} == before
+
+
+def test_retrain_time_is_measured_in_the_same_run(smoke, monkeypatch):
+    """The reference run's retrain seconds come from a retraining timed in that run, even when
+    the zoo already holds the model (its recorded time may come from another day and load)."""
+    import unlearnkit.zoo as zoo
+    cfg = sw.SweepConfig.from_profile("smoke", **SETTINGS)
+    run = sw.Run(task="full-class", forget="0", seed=0, method=sw.REFERENCE)
+    sw.run_one(cfg, run)                                   # the zoo now holds both models
+    calls = []
+    real = zoo.train_or_load
+
+    def spy(task, which="original", **kw):
+        m = real(task, which, **kw)
+        calls.append((which, kw.get("cache_dir") is not None, m.zoo_cached))
+        return m
+    monkeypatch.setattr(zoo, "train_or_load", spy)
+    rows = {r["method"]: r for r in sw.run_one(cfg, run)}
+    assert ("retrain", True, False) in calls, "a cached retrain model must be re-timed in this run"
+    assert rows["retrain"]["seconds"] > 0
