@@ -160,11 +160,42 @@ def test_forget_quality_of_methods(smoke):
         sw.quality(["unsir"], "random", n_models=2, cfg=cfg)
 
 
+def test_forget_quality_official_grouping_error_bar_and_cache(smoke):
+    cfg = sw.SweepConfig.from_profile("smoke", **SETTINGS)
+    kw = dict(n_models=3, cfg=cfg, sizes=(2, 3), grouping="one original", n_boot=3, examples=5,
+              cache=True)
+    tab, eps = sw.quality(["finetune"], "full-class", "0", **kw)
+    assert not tab.attrs["cached"] and {"F std", "F lo", "F hi", "eps inf %"} <= set(tab.columns)
+    assert (tab["examples"] == 5).all() and all(len(e) == 5 for e in eps.values())
+    # the official grouping's original is one model three times: peaky, no points
+    assert tab.loc["original", "F"] == 0 and tab.loc["original", "F std"] == 0
+    again, _ = sw.quality(["finetune"], "full-class", "0", **kw)
+    assert again.attrs["cached"] and again.equals(tab)
+    with pytest.raises(sw.SweepError, match="grouping"):
+        sw.quality(["finetune"], "full-class", "0", n_models=2, cfg=cfg, grouping="nope")
+
+
+def test_what_may_run_where():
+    # the JiT paper runs boundary shrinking on sub-class and random forgetting; a random forget
+    # set is a set of instances
+    for t in ("full-class", "sub-class", "random"):
+        assert sw.applicable("boundary_shrink", t) is None
+    assert "designed for" in sw.applicable("boundary_shrink", "instances")
+    assert sw.applicable("instance_unlearn", "random") is None
+    assert sw.applicable("instance_unlearn", "instances") is None
+    assert "designed for" in sw.applicable("instance_unlearn", "sub-class")
+    assert "designed for" in sw.applicable("mnemonic_with_data", "random")
+
+
 def test_presets_carry_the_digits_hyper_parameters_and_given_ones_win():
     cfg = sw.SweepConfig.from_profile("quick", hp={"relabel": {"lr": 0.5}})
     assert sw.hp_for(cfg, "relabel", "full-class") == {"lr": 0.5}
     assert sw.hp_for(cfg, "jit", "random") == sw.DIGITS_HP["jit"]["random"]
-    assert sw.hp_for(cfg, "neggrad", "random") == {}                  # full-class only
+    # NegGrad ascends for real where it has no retain term: 16 instances at batch 64 are one step
+    # per epoch, so the instance preset runs 30 epochs (the default, 1 epoch, was one step)
+    assert sw.hp_for(cfg, "neggrad", "random") == sw.NEGGRAD_ASCENT["random"]
+    assert sw.hp_for(cfg, "neggrad", "instances")["epochs"] * -(-cfg.k // 64) >= 30
+    assert sw.hp_for(sw.SweepConfig.from_profile("full"), "neggrad", "instances")["epochs"] >= 100
     assert sw.SweepConfig.from_profile("quick").fingerprint != cfg.fingerprint
 
 

@@ -1,37 +1,69 @@
-"""A stricter test of forgetting: per-example ε from threshold attacks, in the style of the
-NeurIPS 2023 unlearning challenge, and the tug-of-war score.
+"""A stricter test of forgetting: the per-example forget-quality score of the NeurIPS 2023
+machine unlearning challenge, and the tug-of-war score.
 
 Explained in the showdown chapter (``book/07_showdown.ipynb``).
 
 Accuracies and population-level membership attacks ask whether the unlearned model looks
 like a retrained one *on average*. The challenge asks it *per forget example*: train many
-models retrained from scratch and many unlearned models (different seeds), and for every
-forget example x with label y compare the two groups' distributions of the logit-scaled
-confidence
+models retrained from scratch and many unlearned models (different seeds; the challenge used
+512 of each), and for every forget example x with label y compare the two groups'
+distributions of the logit-scaled confidence
 
     s(x) = log p_y − log(1 − p_y) = z_y − logsumexp_{j≠y} z_j          (z: the logits),
 
-which :func:`logit_confidence` computes stably from the logits. An attacker who sees s(x)
-for one model and must say "unlearned" or "retrained" thresholds it; each threshold t (and
-each direction) has a false-positive rate (retrained called unlearned) and a false-negative
-rate (unlearned called retrained). An (ε, δ) guarantee bounds every such attack:
+which :func:`logit_confidence` computes stably from the logits. An attacker sees s(x) of one
+model and says "unlearned" or "retrained". Each attack has a false-positive rate FPR (a model
+of the other group claimed) and a false-negative rate FNR (a model of the claimed group
+missed). An (ε, δ) guarantee bounds every attack by FPR + e^ε FNR ≥ 1 − δ and
+FNR + e^ε FPR ≥ 1 − δ, so an attack certifies
 
-    FPR + e^ε FNR ≥ 1 − δ   and   FNR + e^ε FPR ≥ 1 − δ,
+    ε_t = max( log(1 − δ − FPR) − log FNR,  log(1 − δ − FNR) − log FPR ),   clipped at 0,
 
-so the best attack certifies
+with δ = 10⁻⁵ (:data:`DELTA`), and ε̂(x) is the largest ε_t over the attack family. The
+challenge's rule (:func:`example_epsilon`, default ``attacks="official"``), per example:
 
-    ε̂(x) = max_t max( log((1 − δ − FPR_t) / FNR_t), log((1 − δ − FNR_t) / FPR_t) ).
+- **peaky:** if one group's range (max − min over its models) is under 1 % of the other's,
+  ε̂ = 50 (:data:`EPSILON_CAP`) and nothing else is computed;
+- **single thresholds:** "claim the group with the larger median (the unlearned one on a tie)
+  when s ≥ t", at ⌈100 · range⌉ evenly spaced t over the pooled values (one direction only);
+- **intervals:** "claim the group X with the smaller range w (on a tie, the group the single
+  thresholds do not claim) when t1 ≤ s ≤ t2", with t2 on a grid of 100 per unit from
+  max(X) − 2 to max(X) + 2 and the width t2 − t1 from w − 2 to w + 2 (400 steps): about
+  160,000 intervals as wide as X's own spread, near its extremes; they catch a group that
+  sits inside the other;
+- **zero rates:** FPR = FNR = 0 (a perfect separation) gives ε̂ = ∞; a threshold where exactly
+  one rate is 0 is discarded (with a few hundred models it says little); if every threshold is
+  discarded, ε̂ = 0.
 
-With n models per group a rate is a multiple of 1/n, so a zero rate is read as 1/n (``floor``):
-a perfectly separating attack then gives log((1 − δ) n) instead of infinity, the largest
-ε that n models can certify. More models tighten the estimate (less noise at ε ≈ 0) and raise
-that ceiling.
+Each count is a binary search in the sorted group and each ε_t a table look-up, so 512 + 512
+models × 1000 examples take about 4 s of CPU time; the grids are those of the challenge's
+code, so ε̂ equals its value (there rates are float32 and ∞ is stored as 50; both score 0).
+``attacks="exhaustive"`` instead tries every single threshold and every interval between
+observed values (an O(n²) scan per example, vectorised; never below the official ε̂), and
+``attacks="single"`` only the single thresholds; ``two_sided=True`` lets every attack claim
+either group; ``floor`` reads a zero rate as a small rate instead of discarding the threshold
+(1/n: a perfect separation then certifies log((1 − δ) n)). None of these is the official
+rule.
 
-Each ε̂(x) falls into a bin of width ``bin_width``; bin k (k = 0, 1, ...) scores 2^−k, so
-ε̂ < 0.5 scores 1, ε̂ in [0.5, 1) scores ½, and so on; ε̂ beyond the last bin scores 0. The
-forget quality F is the mean over forget examples (in [0, 1]; 1 = indistinguishable from
-retraining), and the final score multiplies it with retain and test accuracy relative to
-retraining: F · (RA_u / RA_r) · (TA_u / TA_r).
+**Score.** ε̂ falls into bins of width 0.5; the 1-based bin j scores H = 2 / 2^j, so
+ε̂ in [0, 0.5) scores 1, [0.5, 1) ½, [1, 1.5) ¼, ... (:func:`epsilon_score` uses the 0-based
+k = j − 1 and 2^−k). Only ε̂ below ⌈log(n − 1)⌉ scores (n: unlearned models, :func:`max_epsilon`):
+14 bins with 512 models, 10 with 128, 8 with 32; ε̂ beyond, ∞ and 50 included, score 0. With n
+models in each group a finite ε̂ is below log(n − 1) anyway (the rates are at least 1/n), so
+the limit bites for ∞, 50, a ``floor`` or groups of unequal size. The forget quality F
+(:func:`forget_quality`) is the mean of H over the forget examples, in [0, 1], and the final
+score is F · (RA_u / RA_r) · (TA_u / TA_r) (:func:`final_score`).
+:func:`forget_quality_ci` adds a bootstrap error bar over the models.
+
+**What to expect.** F is far from 1 even for perfect unlearning. At n models per group, two
+groups drawn from one distribution score about F = 0.19 (measured on standard normal
+confidences: 0.188 at n = 32 over 2000 examples, 0.185 at n = 128 and 0.187 at n = 512 over
+1000; ε̂ lies mostly between 1 and 2, median log 5 ≈ 1.6). The best attack of such an example is
+usually an interval that holds all but one model of the narrower group while a handful of the
+other group's models lie outside it: a ratio of small counts, noise of the same size at any n,
+so more models do not raise this baseline. Single thresholds alone
+would give 0.32 to 0.37, the exhaustive family 0.10 (n = 32) to 0.05 (n = 512). Compare a
+method with a second group of retrained models (other seeds) scored the same way, not with 1.
 
 The tug-of-war score (:func:`tug_of_war`) is a cheaper, accuracy-only yardstick: the product
 over the forget, retain and test sets of 1 − |acc − acc_retrain| / 100.
@@ -89,7 +121,10 @@ DELTA = 1e-5          # the δ of (ε, δ) in the challenge
 EPSILON_CAP = 50.0    # the ε of a "peaky" example (and the challenge's cap on every ε)
 PEAKY_RATIO = 0.01    # a spread ratio under this makes an example "peaky"
 BIN_WIDTH = 0.5       # width of the score's bins of ε
+GRID = 100            # the official attacks' thresholds per unit of s
+BUFFER = 2.0          # the official intervals' slack, in units of s
 N_BINS = 14           # the number of scoring bins with 512 models per group (the challenge's setting)
+_TABLE_MAX = 1 << 22   # largest look-up table of ratios (entries); beyond, ratios are computed
 
 
 def _as_groups(unlearned, retrained):
@@ -245,9 +280,150 @@ def _interval(lab_x, gs, ge, nx, ny, c, floor):
     return best, perfect
 
 
-def example_epsilon(unlearned, retrained, delta: float = DELTA, floor=None, *, intervals: bool = True,
-                    two_sided: bool = False, peaky: float | None = PEAKY_RATIO,
-                    chunk: int = 64) -> np.ndarray:
+def _ratio_table(nx, ny, c, floor):
+    """:func:`_ratio` of every pair of counts, ``(nx + 1, ny + 1)``, with ∞ at FNR = FPR = 0
+    (a perfect separation) unless a floor is given."""
+    fn, fp = np.meshgrid(np.arange(nx + 1.0), np.arange(ny + 1.0), indexing="ij")
+    t = _ratio(fn, fp, nx, ny, c, floor)
+    if floor is None:
+        t[0, 0] = np.inf
+    return t
+
+
+class _Work:
+    """Work arrays of the interval grid, reused from one example to the next (allocating some
+    ten arrays of 160,000 numbers per example costs more in page faults than the arithmetic)."""
+
+    def __init__(self):
+        self.size = 0
+
+    def get(self, size):
+        if size > self.size:
+            self.size = size
+            self.f, self.g = np.empty(size), np.empty(size)
+            self.i, self.cx, self.cy = (np.empty(size, np.intp) for _ in range(3))
+            self.hit = np.empty(size, bool)
+        return (self.f[:size], self.g[:size], self.i[:size], self.cx[:size], self.cy[:size],
+                self.hit[:size])
+
+
+def _left_grid(start, stop, num, out):
+    """``np.linspace(start, stop, num, axis=-1)`` for arrays ``start``, ``stop`` (the same
+    arithmetic, value for value), written into ``out`` of shape ``(len(start), num)``."""
+    step = (stop - start) / (num - 1)
+    np.multiply(np.arange(num, dtype=float)[None, :], step[:, None], out=out)
+    out += start[:, None]
+    out[:, -1] = stop
+    return out
+
+
+def _count_below(xs, ys, q, work, n_buckets: int = 1 << 14):
+    """``(searchsorted(xs, q), searchsorted(ys, q))`` (values strictly below each query) for the
+    flat queries ``q``, exactly, in ``work``'s arrays (``q`` may be its first): queries fall
+    into buckets of equal width over their range; where no value of either group shares a
+    query's bucket, the count is the number of values in lower buckets (the bucket index is
+    non-decreasing in the value, also in floating point); the other queries take a binary
+    search."""
+    _, fb, ib, cx, cy, hit = work
+    lo, hi = float(q.min()), float(q.max())
+    if not hi > lo:
+        cx[:], cy[:] = np.searchsorted(xs, q, "left"), np.searchsorted(ys, q, "left")
+        return cx, cy
+    inv = n_buckets / (hi - lo)
+
+    def bucket(v, out):
+        np.subtract(v, lo, out=out)
+        out *= inv
+        np.floor(out, out=out)
+        np.clip(out, -1, n_buckets, out=out)
+        return out
+
+    bx = np.bincount(bucket(xs, np.empty(len(xs))).astype(np.intp) + 1, minlength=n_buckets + 2)
+    by = np.bincount(bucket(ys, np.empty(len(ys))).astype(np.intp) + 1, minlength=n_buckets + 2)
+    below_x = np.concatenate([[0], np.cumsum(bx)[:-1]])
+    below_y = np.concatenate([[0], np.cumsum(by)[:-1]])
+    np.copyto(ib, bucket(q, fb), casting="unsafe")
+    ib += 1
+    np.take((bx + by) > 0, ib, out=hit)
+    np.take(below_x, ib, out=cx)
+    np.take(below_y, ib, out=cy)
+    if hit.any():
+        at = np.flatnonzero(hit)
+        cx[at] = np.searchsorted(xs, q[at], "left")
+        cy[at] = np.searchsorted(ys, q[at], "left")
+    return cx, cy
+
+
+def _best_ratio(fn, fp, nx, ny, table, two_sided, key, out):
+    """The largest ratio over thresholds with counts ``fn``, ``fp`` (int arrays, kept intact);
+    ``key``, ``out``: work arrays of their size, or None."""
+    sides = [(fn, fp, nx, ny, False)]
+    if two_sided:                            # the same regions claimed for the other group
+        sides.append((fp, fn, ny, nx, True))
+    best = 0.0
+    for a, b, na, nb, flip in sides:         # flipped: counts ny − fp and nx − fn
+        ratio, tab = table(na, nb)
+        if tab is None:
+            a, b = (na - a, nb - b) if flip else (a, b)
+            best = max(best, float(ratio(a.astype(float), b.astype(float)).max()))
+            continue
+        if key is None:
+            key, out = np.empty(len(fn), np.intp), np.empty(len(fn))
+        if flip:                             # (ny − fp) (nx + 1) + nx − fn
+            np.subtract(na, a, out=key)
+            key *= nb + 1
+            key += nb
+            key -= b
+        else:
+            np.multiply(a, nb + 1, out=key)
+            key += b
+        best = max(best, float(np.take(tab.ravel(), key, out=out).max()))
+    return best
+
+
+def _official_one(pos, neg, table, two_sided, work):
+    """The challenge's two grids of attacks on one example: the best ratio (∞: perfect separation).
+
+    ``pos``: the group with the larger median, ``neg``: the other. Single thresholds: "pos if
+    s ≥ t" at ``ceil(100 · range)`` evenly spaced t from the smallest to the largest pooled value
+    (built in float32, as the challenge's code does). Intervals: "X if t1 ≤ s ≤ t2", X the group
+    with the smaller range w (``neg`` on a tie), t2 at ``ceil(100 · 4)`` evenly spaced points from
+    max(X) − 2 to max(X) + 2 and, for each t2, t1 at 400 evenly spaced points from t2 − w − 2 to
+    t2 − w + 2: intervals about as wide as X's own range, near X's extremes. About 160,000
+    intervals; each count is a binary search in the sorted group (:func:`_count_below`), each
+    ratio a look-up in ``table(n_claimed, n_other)`` (``(function of counts, its table or
+    None)``); ``work``: a :class:`_Work`.
+    """
+    ps, ns = np.sort(pos), np.sort(neg)
+    lo, hi = min(ps[0], ns[0]), max(ps[-1], ns[-1])
+    k = int(math.ceil((hi - lo) * GRID))
+    th = torch.linspace(torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64),
+                        k).double().numpy()
+    fn = np.searchsorted(ps, th, "left")                        # pos below t
+    fp = len(ns) - np.searchsorted(ns, th, "left")              # neg at or above t
+    best = _best_ratio(fn, fp, len(ps), len(ns), table, two_sided, None, None) if k else 0.0
+    xs, ys = (ps, ns) if ps[-1] - ps[0] < ns[-1] - ns[0] else (ns, ps)
+    nx, ny = len(xs), len(ys)
+    w = xs[-1] - xs[0]
+    t_lo, t_hi = xs[0] + w - BUFFER, xs[-1] + BUFFER
+    right = np.linspace(t_lo, t_hi, int(math.ceil((t_hi - t_lo) * GRID)))
+    n_left = int(math.ceil(2 * BUFFER * GRID))
+    wk = work.get(len(right) * n_left)
+    left = _left_grid(right - w - BUFFER, right - w + BUFFER, n_left, wk[0].reshape(len(right), n_left))
+    cx, cy = _count_below(xs, ys, wk[0], wk)                    # below t1
+    cx, cy = cx.reshape(len(right), n_left), cy.reshape(len(right), n_left)
+    del left
+    np.subtract(np.searchsorted(xs, right, "right")[:, None], cx, out=cx)    # in [t1, t2]
+    np.subtract(np.searchsorted(ys, right, "right")[:, None], cy, out=cy)
+    np.maximum(cx, 0, out=cx)                                   # t1 > t2: empty
+    np.maximum(cy, 0, out=cy)
+    np.subtract(nx, cx, out=cx)                                 # X outside
+    return max(best, _best_ratio(cx.ravel(), cy.ravel(), nx, ny, table, two_sided, wk[2], wk[1]))
+
+
+def example_epsilon(unlearned, retrained, delta: float = DELTA, floor=None, *,
+                    attacks: str = "official", two_sided: bool = False,
+                    peaky: float | None = PEAKY_RATIO) -> np.ndarray:
     """ε̂ of each forget example from the best attack of the challenge's family (module docstring).
 
     ``unlearned``, ``retrained``: ``(n_models, n_examples)`` confidences (e.g. from
@@ -256,15 +432,20 @@ def example_epsilon(unlearned, retrained, delta: float = DELTA, floor=None, *, i
     :data:`EPSILON_CAP` (50) where the example is peaky, 0 where no attack keeps both rates
     positive.
 
-    Options beyond the official rule: ``floor`` (a rate, or ``"1/n"`` for 1 / the group's size)
-    reads a zero rate as the floor instead of discarding the threshold, so a perfect separation
-    gives the finite log((1 − δ) / floor); ``intervals=False`` keeps single thresholds only;
-    ``two_sided=True`` lets each attack claim either group (both directions of every threshold,
-    inside and outside of every interval); ``peaky=None`` turns the peaky rule off. ``chunk``:
-    examples per block of the interval scan (memory, not results).
+    ``attacks``: ``"official"`` (the challenge's grids of single thresholds and of intervals,
+    as in the module docstring), ``"exhaustive"`` (every single threshold and every interval between
+    observed values, with the same claimed groups: a stronger attacker whose ε̂ is never below the
+    official one) or ``"single"`` (every single threshold between observed values, no intervals).
+    Options beyond the official rule, all off by default: ``floor`` (a rate, or ``"1/n"`` for
+    1 / the group's size) reads a zero rate as the floor instead of discarding the threshold, so
+    a perfect separation gives the finite log((1 − δ) / floor); ``two_sided=True`` lets every
+    attack claim either group (both directions of every threshold, inside and outside of every
+    interval); ``peaky=None`` turns the peaky rule off.
     """
     if not 0 <= delta < 1:
         raise ValueError(f"delta must lie in [0, 1), got {delta}.")
+    if attacks not in ("official", "exhaustive", "single"):
+        raise ValueError(f"attacks must be 'official', 'exhaustive' or 'single', got {attacks!r}.")
     u, r = _as_groups(unlearned, retrained)
     nu, nr = len(u), len(r)
     if floor is None:
@@ -287,16 +468,37 @@ def example_epsilon(unlearned, retrained, delta: float = DELTA, floor=None, *, i
         is_peaky = np.zeros(u.shape[1], bool)
     eps[is_peaky] = EPSILON_CAP
     todo = np.flatnonzero(~is_peaky)
-    # the claimed group: single thresholds claim the larger median (the unlearned one on a tie),
-    # intervals the smaller range (max − min) of the two (the smaller median's group on a tie)
+    # the claimed groups: single thresholds claim the larger median (the unlearned group on a
+    # tie), intervals the smaller range (max − min) of the two (on a tie, the other group)
     u_top = ~(np.median(r, 0) > np.median(u, 0))
+    if attacks == "official":
+        tables = {}
+
+        def table(nx, ny):        # (ratio of counts, its table if small enough, else None)
+            if (nx, ny) not in tables:
+                fl = None if fl_u is None else ((fl_u, fl_r) if nx == nu else (fl_r, fl_u))
+
+                def ratio(fn, fp, fl=fl, nx=nx, ny=ny):
+                    r = _ratio(fn, fp, nx, ny, c, fl)
+                    return np.where((fn == 0) & (fp == 0), np.inf, r) if fl is None else r
+
+                small = (nx + 1) * (ny + 1) <= _TABLE_MAX
+                tables[nx, ny] = (ratio, _ratio_table(nx, ny, c, fl) if small else None)
+            return tables[nx, ny]
+
+        work = _Work()
+        for i in todo:
+            pos, neg = (u[:, i], r[:, i]) if u_top[i] else (r[:, i], u[:, i])
+            eps[i] = math.log(max(_official_one(pos, neg, table, two_sided, work), 1.0))
+        return eps
     top_range, other_range = np.where(u_top, ptp_u, ptp_r), np.where(u_top, ptp_r, ptp_u)
     u_in = np.where(top_range < other_range, u_top, ~u_top)
-    for i in range(0, len(todo), max(int(chunk), 1)):
-        idx = todo[i:i + max(int(chunk), 1)]
+    chunk = 64
+    for i in range(0, len(todo), chunk):
+        idx = todo[i:i + chunk]
         is_u, first, gs, ge = _pool(u[:, idx], r[:, idx])
         ratio, perfect = np.zeros(len(idx)), np.zeros(len(idx), bool)
-        fams = [("single", u_top[idx])] + ([("interval", u_in[idx])] if intervals else [])
+        fams = [("single", u_top[idx])] + ([("interval", u_in[idx])] if attacks == "exhaustive" else [])
         for fam, claim_u in fams:
             for cu in ([claim_u, ~claim_u] if two_sided else [claim_u]):
                 for x_is_u in (True, False):
@@ -340,7 +542,7 @@ def epsilon_score(eps, bin_width: float = BIN_WIDTH, n_bins: int = N_BINS) -> np
 
 def forget_quality(unlearned, retrained, delta: float = DELTA, bin_width: float = BIN_WIDTH,
                    n_bins: int | None = None, return_eps: bool = False, *, floor=None,
-                   intervals: bool = True, two_sided: bool = False,
+                   attacks: str = "official", two_sided: bool = False,
                    peaky: float | None = PEAKY_RATIO):
     """The forget quality F: the mean of H(ε̂) over forget examples, in [0, 1].
 
@@ -350,8 +552,8 @@ def forget_quality(unlearned, retrained, delta: float = DELTA, bin_width: float 
     are those of :func:`example_epsilon` (off by default: the official rule).
     """
     n_models = len(np.asarray(unlearned))
-    eps = example_epsilon(unlearned, retrained, delta, floor, intervals=intervals,
-                          two_sided=two_sided, peaky=peaky)
+    eps = example_epsilon(unlearned, retrained, delta, floor, attacks=attacks, two_sided=two_sided,
+                          peaky=peaky)
     if n_bins is None:
         n_bins = n_bins_for(n_models, bin_width)
     f = float(epsilon_score(eps, bin_width, n_bins).mean())
