@@ -69,3 +69,15 @@ def test_ordering_against_the_paper():
     assert uk.ordering(ours_rev, paper) == "disagrees"
     with pytest.raises(ValueError, match="same methods"):
         uk.ordering({"a": [1]}, {"b": 1.0})
+
+
+def test_a_dry_run_does_not_judge_runs_without_numbers():
+    try:
+        uk.profile("smoke", quiet=True, dry_run=True)
+        assert uk.verdict([float("nan")] * 3, [1.0, 2.0]) == "(not judged in a dry run)"
+        assert uk.against_paper([float("nan")], 7.4, tol=5) == "(not judged in a dry run)"
+        assert uk.verdict([3.0, 3.1], [1.0, 1.1]) == "better"
+    finally:
+        uk.profiles.reset()
+    with pytest.raises(ValueError, match="diverge"):
+        uk.verdict([float("nan")], [1.0])

@@ -49,12 +49,24 @@ class Word(str):
         p.text(str(self))
 
 
+class NoRunsError(ValueError):
+    """Every run of a result is NaN: nothing to compare."""
+
+
+def _dry_run() -> bool:
+    from .profiles import active
+    return active().dry_run
+
+
+DRY_RUN_WORD = "(not judged in a dry run)"
+
+
 def spread_of(values) -> tuple[float, float, int]:
     """``(mean, std, n)`` of runs, ignoring NaN (diverged runs); a scalar is one run with std 0."""
     a = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
     a = a[~np.isnan(a)]
     if a.size == 0:
-        raise ValueError("No finite runs to compare (every run is NaN: did every run diverge?).")
+        raise NoRunsError("No finite runs to compare (every run is NaN: did every run diverge?).")
     std = float(a.std(ddof=1)) if a.size > 1 else 0.0
     return float(a.mean()), std, int(a.size)
 
@@ -66,6 +78,23 @@ def _words(words, default):
     return words
 
 
+def _judged(fn):
+    """In a dry run (untrained models, claims skipped) a comparison without finite runs gives
+    :data:`DRY_RUN_WORD` instead of an error, as :func:`unlearnkit.check` skips its claims."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NoRunsError:
+            if _dry_run():
+                return Word(DRY_RUN_WORD)
+            raise
+    return wrapper
+
+
+@_judged
 def verdict(a, b, *, higher_is_better: bool = True, margin: float = 0.0, paired: bool = False,
             alpha: float = 0.05, words: Sequence[str] | None = None) -> Word:
     """Compare result ``a`` with result ``b`` over runs and return ``better``, ``worse`` or ``tie``.
@@ -114,6 +143,7 @@ def verdict(a, b, *, higher_is_better: bool = True, margin: float = 0.0, paired:
     return Word(better if sign * diff > 0 else worse, **details)
 
 
+@_judged
 def against_paper(ours, paper: float, tol: float, *, words: Sequence[str] | None = None) -> Word:
     """``agrees`` when our mean over runs lies within ``tol`` of the paper's number, else ``disagrees``.
 
@@ -132,6 +162,7 @@ def against_paper(ours, paper: float, tol: float, *, words: Sequence[str] | None
                 tol=tol)
 
 
+@_judged
 def ordering(ours: Mapping[str, object], paper: Mapping[str, float], *, higher_is_better: bool = True,
              margin: float = 0.0, words: Sequence[str] | None = None) -> Word:
     """Does our order of methods follow the paper's?
