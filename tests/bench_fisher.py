@@ -6,6 +6,7 @@ tests/bench_fisher.py --dataset cifar10 --model resnet20 --n 128``.
 Both give the same numbers (the unit tests check allclose); this prints how much faster
 the vectorised path is, which is why ``uk.diag_fisher`` uses it by default.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,9 @@ def main(argv=None):
             torch.cuda.synchronize()
         res[method] = (time.perf_counter() - t0, f)
         print(f"{method:5s}: {res[method][0]:7.2f}s for {a.n} samples ({a.model}, {a.kind} Fisher)")
-    same = all(torch.allclose(res["vmap"][1][k], res["loop"][1][k], rtol=1e-4, atol=1e-8) for k in res["vmap"][1])
+    same = all(
+        torch.allclose(res["vmap"][1][k], res["loop"][1][k], rtol=1e-4, atol=1e-8) for k in res["vmap"][1]
+    )
     print(f"same result: {same}; vmap speed-up: {res['loop'][0] / res['vmap'][0]:.1f}x")
 
 

@@ -14,6 +14,7 @@ keeps the whole dataset on the device, augments batched there, and uses bf16 aut
 channels-last on CUDA. Prints epochs per second of each, their ratio, and (with
 ``--target``) the wall time at which ``uk.fit`` first reached the target test accuracy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,11 @@ def plain_loop(model, args, data, dev):
     class Tensors(Dataset):
         def __init__(self, x, y):
             self.x, self.y = x.cpu(), y.cpu()
-            self.t = T.Compose([T.RandomCrop(self.x.shape[-1], padding=4), T.RandomHorizontalFlip()]) if aug else None
+            self.t = (
+                T.Compose([T.RandomCrop(self.x.shape[-1], padding=4), T.RandomHorizontalFlip()])
+                if aug
+                else None
+            )
 
         def __len__(self):
             return len(self.x)
@@ -54,12 +59,20 @@ def plain_loop(model, args, data, dev):
         raise SystemExit("ImageFolder data is expected to be natural images")
     if args.data:
         import torchvision.datasets as tvd
+
         tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor()])
         ds = tvd.ImageFolder(f"{args.data}/train", transform=tf)
     else:
         ds = Tensors(data.x_train, data.y_train)
-    dl = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                    pin_memory=dev.type == "cuda", drop_last=False, persistent_workers=args.workers > 0)
+    dl = DataLoader(
+        ds,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        pin_memory=dev.type == "cuda",
+        drop_last=False,
+        persistent_workers=args.workers > 0,
+    )
     opt = uk.training.make_optimizer(model.parameters(), "sgd", args.lr, 0.9, 5e-4)
     steps = args.epochs * len(dl)
     sched = uk.training.make_schedule(opt, args.schedule, steps, len(dl), args.lr)
@@ -104,15 +117,32 @@ def main(argv=None):
     model = uk.clone(init)
     _sync(dev)
     t0 = time.perf_counter()
-    hist = uk.fit(model, data.x_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                  schedule=args.schedule, augment=data.augment, seed=0, progress=False,
-                  eval_data=(data.x_test, data.y_test) if args.target else None)
+    hist = uk.fit(
+        model,
+        data.x_train,
+        data.y_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        augment=data.augment,
+        seed=0,
+        progress=False,
+        eval_data=(data.x_test, data.y_test) if args.target else None,
+    )
     _sync(dev)
     t_fit = time.perf_counter() - t0
     acc_fit = uk.accuracy(model, data.x_test, data.y_test)
-    out = {"device": P.provenance(), "model": args.model, "data": data.name, "epochs": args.epochs,
-           "batch_size": args.batch_size, "fit_seconds": t_fit, "fit_epochs_per_s": args.epochs / t_fit,
-           "fit_test_acc": acc_fit}
+    out = {
+        "device": P.provenance(),
+        "model": args.model,
+        "data": data.name,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "fit_seconds": t_fit,
+        "fit_epochs_per_s": args.epochs / t_fit,
+        "fit_test_acc": acc_fit,
+    }
     if args.target:
         # hist.eval_acc is measured after each epoch; evaluation time is included in t_fit
         reach = [i + 1 for i, a in enumerate(hist.eval_acc) if a >= args.target]
@@ -125,9 +155,15 @@ def main(argv=None):
         plain.load_state_dict(state)
         t_plain = plain_loop(plain, args, data, dev)
         acc_plain = uk.accuracy(plain, data.x_test, data.y_test)
-        out.update(plain_seconds=t_plain, plain_epochs_per_s=args.epochs / t_plain, plain_test_acc=acc_plain,
-                   speedup=t_plain / t_fit)
-        print(f"plain loop  : {t_plain:8.2f}s  {args.epochs / t_plain:7.3f} epochs/s  test acc {acc_plain:.2f}%")
+        out.update(
+            plain_seconds=t_plain,
+            plain_epochs_per_s=args.epochs / t_plain,
+            plain_test_acc=acc_plain,
+            speedup=t_plain / t_fit,
+        )
+        print(
+            f"plain loop  : {t_plain:8.2f}s  {args.epochs / t_plain:7.3f} epochs/s  test acc {acc_plain:.2f}%"
+        )
         print(f"speed-up of uk.fit over the plain loop: {t_plain / t_fit:.2f}x")
     if args.json:
         with open(args.json, "w") as f:

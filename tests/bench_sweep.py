@@ -13,6 +13,7 @@ run's parts (zoo training or loading, the method, the evaluation with both MIAs,
 time; the columns ``time_*`` of the results file), whether Ray's table equals the in-process one,
 and the machine and its load average.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,30 +26,51 @@ import time
 from pathlib import Path
 
 # the chapter's forget items in quick: three classes, one sub-class (see its CONFIGS)
-FORGET = {"quick": {"full-class": ["0", "3", "8"], "sub-class": ["3"]},
-          "smoke": {"full-class": ["0"], "sub-class": ["3"]}}
+FORGET = {
+    "quick": {"full-class": ["0", "3", "8"], "sub-class": ["3"]},
+    "smoke": {"full-class": ["0"], "sub-class": ["3"]},
+}
 METRICS = ["train_forget", "train_retain", "test_forget", "test_retain", "MIA_entropy_%", "MIA_loss_AUC"]
 
 
 def one(engine: str, args, methods, root: Path) -> dict:
     import unlearnkit as uk
     from unlearnkit import sweep as sw
+
     data = root / engine
     os.environ["UNLEARNKIT_DATA"] = str(data)
     uk.profile(args.profile, quiet=True)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    res = sw.sweep(methods, sw.TASKS, args.seeds, data / "results.csv", forget=FORGET[args.profile],
-                   engine=engine, num_cpus=args.workers if engine == "ray" else None,
-                   progress=False, skip_inapplicable=True, log=lambda m: print(m, flush=True))
+    res = sw.sweep(
+        methods,
+        sw.TASKS,
+        args.seeds,
+        data / "results.csv",
+        forget=FORGET[args.profile],
+        engine=engine,
+        num_cpus=args.workers if engine == "ray" else None,
+        progress=False,
+        skip_inapplicable=True,
+        log=lambda m: print(m, flush=True),
+    )
     wall = time.perf_counter() - t0
-    ref = res[res["method"] == "original"]             # one row per reference run
+    ref = res[res["method"] == "original"]  # one row per reference run
     per = res[~res["method"].isin(["original", "retrain"])]
-    parts = {k: float(per[f"time_{k}"].sum() + ref[f"time_{k}"].sum())
-             for k in ("zoo", "method", "eval", "relearn", "run")}
-    return {"wall_s": wall, "runs": int(len(per) + len(ref)), "rows": int(len(res)),
-            "failed": len(res.attrs.get("failed", [])), "load_avg_before": load0,
-            "load_avg_after": os.getloadavg(), "parts_s": parts, "results": res}
+    parts = {
+        k: float(per[f"time_{k}"].sum() + ref[f"time_{k}"].sum())
+        for k in ("zoo", "method", "eval", "relearn", "run")
+    }
+    return {
+        "wall_s": wall,
+        "runs": int(len(per) + len(ref)),
+        "rows": int(len(res)),
+        "failed": len(res.attrs.get("failed", [])),
+        "load_avg_before": load0,
+        "load_avg_after": os.getloadavg(),
+        "parts_s": parts,
+        "results": res,
+    }
 
 
 def main(argv=None):
@@ -65,17 +87,30 @@ def main(argv=None):
 
     import unlearnkit as uk
     from unlearnkit import sweep as sw
-    methods = [m for m in uk.methods.REGISTRY if m != "retrain"
-               and any(sw.applicable(m, t) is None for t in sw.TASKS)]
-    out = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                       "processor": platform.processor() or platform.machine(),
-                       "torch_threads_in_process": torch.get_num_threads(),
-                       "torch": torch.__version__, "unlearnkit": uk.__version__},
-           "profile": args.profile, "seeds": sw.parse_seeds(args.seeds), "forget": FORGET[args.profile],
-           "methods": methods, "ray_workers": args.workers,
-           "note": "each engine starts from an empty zoo; the machine's other jobs are in the load "
-                   "averages (1, 5, 15 min)"}
+
+    methods = [
+        m
+        for m in uk.methods.REGISTRY
+        if m != "retrain" and any(sw.applicable(m, t) is None for t in sw.TASKS)
+    ]
+    out = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "torch_threads_in_process": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "unlearnkit": uk.__version__,
+        },
+        "profile": args.profile,
+        "seeds": sw.parse_seeds(args.seeds),
+        "forget": FORGET[args.profile],
+        "methods": methods,
+        "ray_workers": args.workers,
+        "note": "each engine starts from an empty zoo; the machine's other jobs are in the load "
+        "averages (1, 5, 15 min)",
+    }
     tables = {}
     with tempfile.TemporaryDirectory() as d:
         for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
@@ -84,10 +119,14 @@ def main(argv=None):
             out[engine] = r
             print(engine, json.dumps({k: v for k, v in r.items()}, default=float), flush=True)
     if {"local", "ray"} <= set(tables):
-        a, b = (tables[e].sort_values(sw.KEYS).reset_index(drop=True)[sw.KEYS + METRICS]
-                for e in ("local", "ray"))
-        out["same_table"] = bool(a.shape == b.shape and (a[sw.KEYS] == b[sw.KEYS]).all().all()
-                                 and ((a[METRICS] - b[METRICS]).abs().fillna(0) < 1e-6).all().all())
+        a, b = (
+            tables[e].sort_values(sw.KEYS).reset_index(drop=True)[sw.KEYS + METRICS] for e in ("local", "ray")
+        )
+        out["same_table"] = bool(
+            a.shape == b.shape
+            and (a[sw.KEYS] == b[sw.KEYS]).all().all()
+            and ((a[METRICS] - b[METRICS]).abs().fillna(0) < 1e-6).all().all()
+        )
         out["speedup"] = out["local"]["wall_s"] / out["ray"]["wall_s"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1, default=float) + "\n")

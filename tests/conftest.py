@@ -4,6 +4,7 @@ temporary cache folders, and no network.
 Everything here runs on the CPU in a fraction of a second per test; the session-wide
 fixtures are built once per pytest-xdist worker.
 """
+
 import os
 import socket
 
@@ -28,6 +29,7 @@ CPU = torch.device("cpu")
 
 # ----------------------------------------------------------------------------- isolation
 
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_data_root(tmp_path_factory):
     """Datasets and checkpoints written by tests go to a temporary folder, never to ``data/``."""
@@ -41,7 +43,7 @@ def _session_data_root(tmp_path_factory):
 
 
 def _is_local(address) -> bool:
-    if isinstance(address, (str, bytes)):          # unix sockets
+    if isinstance(address, (str, bytes)):  # unix sockets
         return True
     host = address[0] if isinstance(address, tuple) and address else ""
     return host in ("localhost", "127.0.0.1", "::1", "") or str(host).startswith("127.")
@@ -58,13 +60,18 @@ def no_network(monkeypatch):
             if not _is_local(address):
                 raise OSError(f"network access is disabled in the tests (tried {address!r})")
             return real(self, address)
+
         return connect
 
     monkeypatch.setattr(socket.socket, "connect", guard(real_connect))
     monkeypatch.setattr(socket.socket, "connect_ex", guard(real_connect_ex))
-    monkeypatch.setattr(socket, "create_connection",
-                        lambda address, *a, **k: (_ for _ in ()).throw(
-                            OSError(f"network access is disabled in the tests (tried {address!r})")))
+    monkeypatch.setattr(
+        socket,
+        "create_connection",
+        lambda address, *a, **k: (_ for _ in ()).throw(
+            OSError(f"network access is disabled in the tests (tried {address!r})")
+        ),
+    )
 
 
 @pytest.fixture
@@ -77,6 +84,7 @@ def data_root(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- data and models
+
 
 @pytest.fixture(scope="session")
 def digits():

@@ -3,6 +3,7 @@
 Every test takes a view with access "forget" (what JiT or boundary shrinking get) and tries
 one way out.
 """
+
 import copy
 import pickle
 import re
@@ -27,6 +28,7 @@ def leads_to_task(value, task) -> bool:
 
 # ----------------------------------------------------------------------------- what a forget view shows
 
+
 def test_forget_view_shows_the_forget_set_and_the_problem_shape(view, task0):
     xf, yf = view.forget_set()
     assert torch.equal(xf, task0.data.x_train[task0.forget_idx]) and (yf == 0).all()
@@ -41,31 +43,38 @@ def test_handed_out_tensors_are_copies(view, task0):
     xf, _ = view.forget_set()
     assert xf.untyped_storage().data_ptr() != task0.data.x_train.untyped_storage().data_ptr()
     idx = view.forget_idx
-    idx[:] = 0                                           # scribbling on it changes nothing behind the view
+    idx[:] = 0  # scribbling on it changes nothing behind the view
     assert not torch.equal(task0.forget_idx, idx)
 
 
 # ----------------------------------------------------------------------------- one test per way out
 
+
 def test_asking_for_a_wider_view(view):
     for wider in ("full", "retain", "forget+retain", "forget+retain_subset", "retain_subset"):
-        with pytest.raises(uk.AccessError, match=rf"zero_shot sees the task with access 'forget'.*never widened to '{re.escape(wider)}'"):
+        with pytest.raises(
+            uk.AccessError,
+            match=rf"zero_shot sees the task with access 'forget'.*never widened to '{re.escape(wider)}'",
+        ):
             view.view(wider)
     narrow = view.view("class_ids")
     assert narrow.access == "class_ids" and narrow.forget_classes == [0]
     with pytest.raises(uk.AccessError):
         narrow.forget_set()
     with pytest.raises(uk.AccessError):
-        narrow.view("forget")                           # narrowed once, narrow for good
+        narrow.view("forget")  # narrowed once, narrow for good
 
 
 def test_reading_the_data(view):
-    with pytest.raises(uk.AccessError, match=r"zero_shot may see the forget set D_f only .*asked for task\.data"):
+    with pytest.raises(
+        uk.AccessError, match=r"zero_shot may see the forget set D_f only .*asked for task\.data"
+    ):
         view.data
 
 
-@pytest.mark.parametrize("reader", ["retain_set", "retain_subset", "test_forget", "test_retain", "test_set",
-                                    "train_set"])
+@pytest.mark.parametrize(
+    "reader", ["retain_set", "retain_subset", "test_forget", "test_retain", "test_set", "train_set"]
+)
 def test_reading_beyond_the_level(view, reader):
     with pytest.raises(uk.AccessError, match=rf"asked for task\.{reader}"):
         getattr(view, reader)()
@@ -78,9 +87,11 @@ def test_reading_indices_beyond_the_level(view, index):
 
 
 def test_as_task(view, task0):
-    with pytest.raises(uk.AccessError, match=r"as_task\(\) hands out the whole task only from a full-access view"):
+    with pytest.raises(
+        uk.AccessError, match=r"as_task\(\) hands out the whole task only from a full-access view"
+    ):
         as_task(view)
-    assert as_task(task0) is task0                      # evaluation code passes plain tasks
+    assert as_task(task0) is task0  # evaluation code passes plain tasks
     assert as_task(task0.view("full")) is task0
 
 
@@ -121,7 +132,7 @@ def test_vars_and_dict(view, task0):
     with pytest.raises(AttributeError):
         view.__dict__
     assert all(s == "__weakref__" for s in TaskView.__slots__)
-    assert view.forget_set.__self__ is view             # a bound reader leads back to the view only
+    assert view.forget_set.__self__ is view  # a bound reader leads back to the view only
 
 
 def test_rewriting_the_view(view):
@@ -140,8 +151,11 @@ def test_rewriting_the_view(view):
 
 def test_rewrapping_a_view(view):
     for wider in ("full", "retain", "forget+retain"):
-        with pytest.raises(uk.AccessError, match=rf"other needs access '{re.escape(wider)}'.*handed the task as zero_shot sees "
-                                                 r"it \(access 'forget'"):
+        with pytest.raises(
+            uk.AccessError,
+            match=rf"other needs access '{re.escape(wider)}'.*handed the task as zero_shot sees "
+            r"it \(access 'forget'",
+        ):
             TaskView(view, wider, "other")
     same = TaskView(view, "forget", "other")
     assert same.access == "forget" and same.method == "other" and len(same.forget_set()[0]) == 30
@@ -173,7 +187,8 @@ def test_only_tasks_are_viewed(digits):
         TaskView(uk.forget_classes(digits, 0), "root", "m")
 
 
-# ----------------------------------------------------------------------------- the registry and nested methods
+# ---------------------------------------------------------------------------- the registry and nested methods
+
 
 def test_unwrap_hands_tasks_and_views_on_as_they_are(task0, view, digits):
     assert _unwrap(task0) is task0 and _unwrap(view) is view
@@ -196,7 +211,9 @@ def probes():
             if then is not None:
                 return then(model, task)
             return model
+
         return probe
+
     yield make, seen
     for name in ("probe_inner_full", "probe_inner_class_ids", "probe_outer", "probe_outer2", "probe_plain"):
         REGISTRY.pop(name, None)
@@ -213,8 +230,11 @@ def test_a_method_cannot_widen_its_view_by_calling_another(m, task0, probes):
     make, seen = probes
     inner_full = make("probe_inner_full", "full")
     outer = make("probe_outer", "forget", then=lambda model, task: inner_full(model, task))
-    with pytest.raises(uk.AccessError, match=r"probe_inner_full needs access 'full'.*handed the task as "
-                                             r"probe_outer sees it \(access 'forget'"):
+    with pytest.raises(
+        uk.AccessError,
+        match=r"probe_inner_full needs access 'full'.*handed the task as "
+        r"probe_outer sees it \(access 'forget'",
+    ):
         outer(m, task0)
     inner_ids = make("probe_inner_class_ids", "class_ids")
     outer2 = make("probe_outer2", "forget", then=lambda model, task: inner_ids(model, task))
@@ -225,6 +245,7 @@ def test_a_method_cannot_widen_its_view_by_calling_another(m, task0, probes):
 @pytest.fixture(scope="module")
 def m(digits):
     from conftest import tiny_mlp
+
     return tiny_mlp(digits, hidden=(4,))
 
 
@@ -232,8 +253,13 @@ def m(digits):
 def test_narrowing_follows_the_table(task0, access):
     full = task0.view("full", "m")
     for inner in ACCESS:
-        wider = inner == "full" and access != "full" or inner != "full" and not ACCESS[inner] <= ACCESS[access] \
+        wider = (
+            inner == "full"
             and access != "full"
+            or inner != "full"
+            and not ACCESS[inner] <= ACCESS[access]
+            and access != "full"
+        )
         if wider:
             with pytest.raises(uk.AccessError):
                 full.view(access).view(inner)

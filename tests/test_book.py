@@ -5,6 +5,7 @@ where they came from, and the whole book renders with warnings as errors. Also t
 The book is built once per test run into ``_build/test-html`` (:func:`book_build`), shared
 by this file and ``test_browser.py`` even when pytest-xdist runs them in different workers.
 """
+
 import json
 import os
 import re
@@ -19,8 +20,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
-BUILD = ROOT / "_build" / "test-html"          # jupyter-book writes BUILD/_build/html
-_RUN_ID = uuid.uuid4().hex                      # one test run when xdist is not used
+BUILD = ROOT / "_build" / "test-html"  # jupyter-book writes BUILD/_build/html
+_RUN_ID = uuid.uuid4().hex  # one test run when xdist is not used
 
 
 def _toc_files():
@@ -40,6 +41,7 @@ def book_build() -> dict:
     with open(BUILD.parent / "test-html.lock", "w") as lock:
         try:
             import fcntl
+
             fcntl.flock(lock, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover - no POSIX locks: each worker builds its own
             pass
@@ -47,16 +49,27 @@ def book_build() -> dict:
             done = json.loads(stamp.read_text())
             if done.get("run") == run_id:
                 return done
-        exe = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or shutil.which("jupyter-book")
+        exe = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or shutil.which(
+            "jupyter-book"
+        )
         assert exe, "jupyter-book is not installed: pip install -e '.[test]'"
         shutil.rmtree(BUILD, ignore_errors=True)
-        res = subprocess.run([exe, "build", str(ROOT), "--path-output", str(BUILD), "-W", "-n", "--keep-going"],
-                             capture_output=True, text=True, timeout=900)
+        res = subprocess.run(
+            [exe, "build", str(ROOT), "--path-output", str(BUILD), "-W", "-n", "--keep-going"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         log = re.sub(r"\x1b\[[0-9;]*m", "", res.stdout + res.stderr)
         problems = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
-        done = {"run": run_id, "returncode": res.returncode, "html": str(BUILD / "_build" / "html"),
-                "log": "\n".join(problems[:40] + [f"... {len(problems) - 40} more"] * (len(problems) > 40))
-                       + "\n--- end of the build log:\n" + log[-2500:]}
+        done = {
+            "run": run_id,
+            "returncode": res.returncode,
+            "html": str(BUILD / "_build" / "html"),
+            "log": "\n".join(problems[:40] + [f"... {len(problems) - 40} more"] * (len(problems) > 40))
+            + "\n--- end of the build log:\n"
+            + log[-2500:],
+        }
         BUILD.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps(done))
         return done
@@ -101,14 +114,17 @@ def test_book_builds_with_warnings_as_errors(built_book):
 
 # ----------------------------------------------------------------------------- the runner
 
-ENV_PROBE = ("import os\n"
-             "print({k: os.environ.get(k) for k in ('UNLEARNKIT_PROFILE', 'UNLEARNKIT_SEED', "
-             "'UNLEARNKIT_DRY_RUN', 'UNLEARNKIT_PROGRESS', 'UNLEARNKIT_CIFAR10')})")
+ENV_PROBE = (
+    "import os\n"
+    "print({k: os.environ.get(k) for k in ('UNLEARNKIT_PROFILE', 'UNLEARNKIT_SEED', "
+    "'UNLEARNKIT_DRY_RUN', 'UNLEARNKIT_PROGRESS', 'UNLEARNKIT_CIFAR10')})"
+)
 
 
 def _toy_book(root: Path, cells: dict) -> Path:
     """A two-line book at ``root``: one notebook per entry of ``cells`` (name -> code cells)."""
     import nbformat
+
     (root / "book").mkdir(parents=True)
     (root / "_config.yml").write_text("title: toy\n")
     toc = {"format": "jb-book", "root": "book/intro", "chapters": [{"file": f"book/{n}"} for n in cells]}
@@ -127,8 +143,11 @@ def _outputs(path: Path) -> str:
 
 def test_dry_run_sets_the_switches_keeps_going_and_names_the_failure(tmp_path, monkeypatch, capsys):
     from unlearnkit import book
-    root = _toy_book(tmp_path / "repo", {"01_fails": ["x = 1", "raise ValueError('broken on purpose')", "y = 2"],
-                                         "02_env": [ENV_PROBE]})
+
+    root = _toy_book(
+        tmp_path / "repo",
+        {"01_fails": ["x = 1", "raise ValueError('broken on purpose')", "y = 2"], "02_env": [ENV_PROBE]},
+    )
     (root / "data" / "cifar10-jpeg" / "train").mkdir(parents=True)
     (root / "data" / "cifar10-jpeg" / "test").mkdir()
     before = {p: p.read_bytes() for p in (root / "book").iterdir()}
@@ -138,12 +157,19 @@ def test_dry_run_sets_the_switches_keeps_going_and_names_the_failure(tmp_path, m
     rc = book.main(["--root", str(root), "--profile", "full", "--dry-run", "--seed", "7", "--timeout", "120"])
     out = capsys.readouterr()
     assert rc == 1
-    assert "FAILED 01_fails: cell 1 `raise ValueError" in out.out and "ValueError: broken on purpose" in out.out
+    assert (
+        "FAILED 01_fails: cell 1 `raise ValueError" in out.out and "ValueError: broken on purpose" in out.out
+    )
     assert "02_env" in out.out.split("FAILED 01_fails")[0], "the run must go on after a failing chapter"
     assert "CIFAR-10: using" in out.out
     env = _outputs(root / "_build" / "dry-run" / "book" / "02_env.ipynb")
-    for pair in ("'UNLEARNKIT_PROFILE': 'full'", "'UNLEARNKIT_SEED': '7'", "'UNLEARNKIT_DRY_RUN': '1'",
-                 "'UNLEARNKIT_PROGRESS': '0'", "cifar10-jpeg"):
+    for pair in (
+        "'UNLEARNKIT_PROFILE': 'full'",
+        "'UNLEARNKIT_SEED': '7'",
+        "'UNLEARNKIT_DRY_RUN': '1'",
+        "'UNLEARNKIT_PROGRESS': '0'",
+        "cifar10-jpeg",
+    ):
         assert pair in env, env
     assert {p: p.read_bytes() for p in (root / "book").iterdir()} == before, "a dry run must not write book/"
     assert not (root / "_build" / "html").exists(), "a dry run renders nothing"
@@ -151,6 +177,7 @@ def test_dry_run_sets_the_switches_keeps_going_and_names_the_failure(tmp_path, m
 
 def test_timeout_bounds_a_chapter(tmp_path, capsys):
     from unlearnkit import book
+
     root = _toy_book(tmp_path / "repo", {"01_slow": ["import time; time.sleep(60)"]})
     rc = book.main(["--root", str(root), "--dry-run", "--timeout", "3"])
     out = capsys.readouterr().out
@@ -159,8 +186,9 @@ def test_timeout_bounds_a_chapter(tmp_path, capsys):
 
 def test_write_back_refreshes_book_only_when_asked(tmp_path, monkeypatch):
     from unlearnkit import book
+
     root = _toy_book(tmp_path / "repo", {"01_env": [ENV_PROBE]})
-    monkeypatch.setattr(book, "build", lambda src, out: None)          # rendering is tested above
+    monkeypatch.setattr(book, "build", lambda src, out: None)  # rendering is tested above
     monkeypatch.delenv("UNLEARNKIT_DRY_RUN", raising=False)
     committed = root / "book" / "01_env.ipynb"
     assert book.main(["--root", str(root), "--profile", "smoke"]) == 0
@@ -174,6 +202,7 @@ def test_write_back_refreshes_book_only_when_asked(tmp_path, monkeypatch):
 
 def test_dry_run_refuses_write_back(tmp_path):
     from unlearnkit import book
+
     root = _toy_book(tmp_path / "repo", {"01_x": ["1"]})
     with pytest.raises(SystemExit):
         book.main(["--root", str(root), "--dry-run", "--write-back"])
@@ -181,7 +210,7 @@ def test_dry_run_refuses_write_back(tmp_path):
 
 def test_ci_runs_the_readme_test_command_and_the_dry_run():
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## 2."):]
+    section = readme[readme.index("## 2.") :]
     command = re.search(r"```bash\n(.*?)\n```", section, re.S).group(1).strip()
     assert "--nbval-lax" in command and " tests book" in command
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
@@ -199,17 +228,21 @@ def test_stamp_matches_the_committed_code_cells(nb):
     """Stored outputs come from executing the code shown: the stamp written by --write-back
     must match the notebook's code cells as committed."""
     from unlearnkit import book
+
     problem = book.stamp_problem(nb)
     if nb.stem in AWAITING_EXECUTION:
         assert problem and "no execution stamp" in problem, (
-            f"{nb.name} is stamped now: remove it from AWAITING_EXECUTION")
+            f"{nb.name} is stamped now: remove it from AWAITING_EXECUTION"
+        )
         pytest.xfail(f"stored outputs predate the stamps; awaiting re-execution: {problem}")
     assert problem is None, problem
 
 
 def test_stamp_detects_an_edited_code_cell_and_write_back_stamps(tmp_path, monkeypatch, capsys):
     import nbformat
+
     from unlearnkit import book
+
     root = _toy_book(tmp_path / "repo", {"01_x": ["x = 1", "print(x)"]})
     monkeypatch.setattr(book, "build", lambda src, out: None)
     monkeypatch.delenv("UNLEARNKIT_DRY_RUN", raising=False)
@@ -220,7 +253,7 @@ def test_stamp_detects_an_edited_code_cell_and_write_back_stamps(tmp_path, monke
     s = nbformat.read(nb_path, as_version=4).metadata["unlearnkit"]
     assert s["profile"] == "smoke" and s["seed"] == 2 and s["library"] == book.library_digest()
     assert book.main(["--root", str(root), "--check-stamps"]) == 0
-    nb = nbformat.read(nb_path, as_version=4)          # a hand edit of a code cell after execution
+    nb = nbformat.read(nb_path, as_version=4)  # a hand edit of a code cell after execution
     nb.cells[0].source = "x = 2"
     nbformat.write(nb, nb_path)
     assert "code cells changed" in book.stamp_problem(nb_path)

@@ -12,6 +12,7 @@ that ``test_book.py`` makes (built once per test run into ``_build/test-html``).
 The Chromium checks skip, saying why, when no ``chromium`` is installed
 (``apt-get install chromium``).
 """
+
 import base64
 import json
 import re
@@ -30,12 +31,15 @@ from test_book import ROOT, built_book  # noqa: E402,F401  (the shared session f
 
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
-                                    "(apt-get install chromium): the rendering checks need it")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="headless Chromium is not installed (apt-get install chromium): the rendering checks need it",
+)
 
 
 def _pages():
     import yaml
+
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     return [toc["root"]] + [c["file"] for c in toc.get("chapters", [])]
 
@@ -51,8 +55,22 @@ def _shot_name(page: str) -> str:
 
 # ----------------------------------------------------------------------------- a small DOM
 
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr",
-        "param"}
+VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+    "param",
+}
 
 
 class Node:
@@ -93,7 +111,7 @@ class _Tree(HTMLParser):
         n = self.cur
         while n is not None and n.tag != tag:
             n = n.parent
-        if n is not None and n.parent is not None:       # unmatched end tags are ignored
+        if n is not None and n.parent is not None:  # unmatched end tags are ignored
             self.cur = n.parent
 
     def handle_data(self, data):
@@ -109,11 +127,14 @@ def parse(path: Path) -> Node:
 
 # ----------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="module")
-def html_dir(built_book):
+def html_dir(built_book):  # noqa: F811  (the fixture imported above)
     html = Path(built_book["html"])
     if not (html / "index.html").exists():
-        pytest.fail("the book did not build (see test_book_builds_with_warnings_as_errors):\n" + built_book["log"])
+        pytest.fail(
+            "the book did not build (see test_book_builds_with_warnings_as_errors):\n" + built_book["log"]
+        )
     return html
 
 
@@ -125,15 +146,18 @@ def _page(html_dir: Path, page: str) -> Path:
 
 # ----------------------------------------------------------------------------- structure
 
+
 def _check_image_bytes(data: bytes, what: str):
     assert data, f"{what} is empty"
     if data.lstrip()[:5] in (b"<?xml", b"<svg ") or b"<svg" in data[:512]:
         import xml.etree.ElementTree as ET
-        ET.fromstring(data)                                   # raises on a broken SVG
+
+        ET.fromstring(data)  # raises on a broken SVG
         return
     from io import BytesIO
 
     from PIL import Image
+
     with Image.open(BytesIO(data)) as im:
         im.verify()
     with Image.open(BytesIO(data)) as im:
@@ -146,11 +170,11 @@ def test_every_image_exists_and_is_valid(html_dir, page):
     for img in parse(path).find_all("img"):
         src = img.attrs.get("src") or ""
         if not src and (img.attrs.get("id") or "").startswith("_anim_img"):
-            continue                        # matplotlib's JS animation: its script sets the frames (checked in Chromium)
+            continue  # matplotlib's JS animation: its script sets the frames (checked in Chromium)
         assert src, f"{page}: an <img> without src"
         url = urlparse(src)
         if url.scheme in ("http", "https"):
-            continue                                         # remote badges: not part of the build
+            continue  # remote badges: not part of the build
         if url.scheme == "data":
             head, _, payload = src.partition(",")
             data = base64.b64decode(payload) if head.endswith(";base64") else unquote(payload).encode()
@@ -173,8 +197,10 @@ def widget_problems(tree: Node) -> list:
     widgets = tree.find_all(cls="tag_widget")
     if not widgets or any(_has_media(t) for t in tree.find_all(cls="tag_static-twin")):
         return []
-    return [f"{len(widgets)} widget cell(s) (tag 'widget') but no static twin: a cell tagged 'static-twin' "
-            "whose output is an image or an animation (e.g. matplotlib's to_jshtml)"]
+    return [
+        f"{len(widgets)} widget cell(s) (tag 'widget') but no static twin: a cell tagged 'static-twin' "
+        "whose output is an image or an animation (e.g. matplotlib's to_jshtml)"
+    ]
 
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*[A-Za-z_][\w.]*(Error|Exception): ", re.M)
@@ -190,7 +216,9 @@ def error_problems(tree: Node) -> list:
                 problems.append("an error output: " + o.all_text().strip()[:300])
             elif "output" in cls and "stderr" in cls and TRACEBACK.search(o.all_text()):
                 problems.append("a traceback on stderr: " + o.all_text().strip()[:300])
-        if not problems and ('"ename"' in n.all_text() or "Traceback (most recent call last)" in n.all_text()):
+        if not problems and (
+            '"ename"' in n.all_text() or "Traceback (most recent call last)" in n.all_text()
+        ):
             problems.append("a traceback in an output: " + n.all_text().strip()[:300])
     return problems
 
@@ -214,8 +242,10 @@ def _html(body: str) -> Node:
 
 
 def _cell(tags: str, output: str) -> str:
-    return (f'<div class="cell {tags} docutils container"><div class="cell_input"><pre>x</pre></div>'
-            f'<div class="cell_output docutils container">{output}</div></div>')
+    return (
+        f'<div class="cell {tags} docutils container"><div class="cell_input"><pre>x</pre></div>'
+        f'<div class="cell_output docutils container">{output}</div></div>'
+    )
 
 
 def test_the_page_checks_catch_what_they_should():
@@ -228,11 +258,15 @@ def test_the_page_checks_catch_what_they_should():
     assert not widget_problems(_html(_cell("tag_static-twin", anim) + widget))
     assert not widget_problems(_html(_cell("tag_hide-input", png)))
     tb = '<div class="output traceback highlight-ipythontb notranslate"><pre>ValueError: x</pre></div>'
-    err = '<div class="output stderr highlight-myst-ansi notranslate"><pre>Traceback (most recent call last):\n' \
-          '  File "x"\nKeyError: 1</pre></div>'
+    err = (
+        '<div class="output stderr highlight-myst-ansi notranslate"><pre>Traceback (most recent call last):\n'
+        '  File "x"\nKeyError: 1</pre></div>'
+    )
     warn = '<div class="output stderr highlight-myst-ansi notranslate"><pre>UserWarning: slow</pre></div>'
     assert error_problems(_html(_cell("", tb))) and error_problems(_html(_cell("", err)))
-    assert not error_problems(_html(_cell("", warn) + _cell("", '<div class="output text_plain"><pre>ok</pre></div>')))
+    assert not error_problems(
+        _html(_cell("", warn) + _cell("", '<div class="output text_plain"><pre>ok</pre></div>'))
+    )
 
 
 # ----------------------------------------------------------------------------- Chromium
@@ -268,10 +302,19 @@ KNOWN_JS_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
 
 def _chromium(*args, timeout=120):
     with tempfile.TemporaryDirectory(prefix="unlearnkit-chromium-") as profile:
-        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-               "--hide-scrollbars", f"--user-data-dir={profile}",
-               # the book is read offline: every host but this machine is unreachable at once
-               "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost", *args]
+        cmd = [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            # the book is read offline: every host but this machine is unreachable at once
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+            *args,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -282,7 +325,9 @@ def test_chromium_renders_the_page(html_dir, page):
     # a copy next to the page (so relative links resolve) that reports image loads and JS errors
     probe = path.with_name(f".probe-{path.name}")
     source = path.read_text(encoding="utf-8")
-    probe.write_text(re.sub(r"<head([^>]*)>", lambda m: m.group(0) + PROBE, source, count=1), encoding="utf-8")
+    probe.write_text(
+        re.sub(r"<head([^>]*)>", lambda m: m.group(0) + PROBE, source, count=1), encoding="utf-8"
+    )
     try:
         res = _chromium("--virtual-time-budget=15000", "--dump-dom", probe.as_uri())
     finally:
@@ -291,6 +336,7 @@ def test_chromium_renders_the_page(html_dir, page):
     m = re.search(r'<pre id="uk-probe"[^>]*>(.*?)</pre>', res.stdout, re.S)
     assert m, f"{page}: the page never finished loading in chromium:\n{res.stderr[-3000:]}"
     import html as _html
+
     report = json.loads(_html.unescape(m.group(1)))
     assert not report["broken"], f"{page}: chromium could not load these images: {report['broken']}"
     errors = [e for e in report["errors"] if not any(k in e for k in KNOWN_JS_ERRORS)]
@@ -299,10 +345,14 @@ def test_chromium_renders_the_page(html_dir, page):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOTS / _shot_name(page)
     shot.unlink(missing_ok=True)
-    res = _chromium(f"--screenshot={shot}", "--window-size=1280,4000", "--virtual-time-budget=5000", path.as_uri())
-    assert res.returncode == 0 and shot.is_file() and shot.stat().st_size > 0, \
+    res = _chromium(
+        f"--screenshot={shot}", "--window-size=1280,4000", "--virtual-time-budget=5000", path.as_uri()
+    )
+    assert res.returncode == 0 and shot.is_file() and shot.stat().st_size > 0, (
         f"chromium took no screenshot of {page}:\n{res.stderr[-3000:]}"
+    )
     from PIL import Image
+
     with Image.open(shot) as im:
         assert im.size == (1280, 4000), f"{page}: screenshot is {im.size}"
         lo, hi = im.convert("L").getextrema()

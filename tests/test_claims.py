@@ -1,4 +1,5 @@
 """The verdict words the chapters glue come from the numbers (unlearnkit.claims)."""
+
 import math
 
 import pytest
@@ -28,7 +29,7 @@ def test_verdict_against_a_constant_and_custom_words():
 
 def test_verdict_paired_test():
     a = [80.0, 70.0, 90.0, 60.0]
-    b = [79.0, 69.0, 89.0, 59.0]      # spreads overlap, but every pair differs by +1
+    b = [79.0, 69.0, 89.0, 59.0]  # spreads overlap, but every pair differs by +1
     assert uk.verdict(a, b) == "tie"
     assert uk.verdict(a, b, paired=True) == "better"
     assert uk.verdict(a, b, paired=True, margin=2.0) == "tie"
@@ -44,6 +45,7 @@ def test_verdict_ignores_diverged_runs_and_refuses_all_nan():
 
 def test_word_glues_without_quotes_and_carries_details():
     from IPython.lib.pretty import pretty
+
     w = uk.verdict([3.0, 3.1], [1.0, 1.1])
     assert pretty(w) == "better" and repr(w) == "better"
     assert math.isclose(w.details["diff"], 2.0)

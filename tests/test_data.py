@@ -1,4 +1,5 @@
 """Loaders read small files written in the datasets' real formats; batching and augmentation."""
+
 import gzip
 import pickle
 import struct
@@ -14,12 +15,15 @@ from unlearnkit.data import read_idx
 
 def offline(monkeypatch):
     """Any download attempt fails loudly: the loaders must find the files written by the test."""
+
     def refuse(name, root):
         raise AssertionError(f"tried to download {name}")
+
     monkeypatch.setattr(uk.formats, "_download", refuse)
 
 
 # ----------------------------------------------------------------------------- digits and toys
+
 
 def test_digits_is_embedded_and_well_formed():
     d = uk.load_dataset("digits", device="cpu")
@@ -61,9 +65,13 @@ def test_digits_super_is_the_embedded_cifar20():
     task = uk.forget_subclass(d, "3")
     assert torch.equal(task.forget_idx, uk.forget_subclass(d, 3).forget_idx)
     assert task.forget_classes == [2] and task.name == "forget sub-class 3 (of 2/3)"
-    assert (d.fine_train[task.forget_idx] == 3).all() and len(task.forget_idx) == int((d.y_train.eq(2) & d.fine_train.eq(3)).sum())
+    assert (d.fine_train[task.forget_idx] == 3).all() and len(task.forget_idx) == int(
+        (d.y_train.eq(2) & d.fine_train.eq(3)).sum()
+    )
     _, yr = task.retain_set()
-    assert (d.fine_train[task.retain_idx] == 2).sum() > 0 and (yr == 2).sum() > 0     # digit 2 keeps the label 2/3
+    assert (d.fine_train[task.retain_idx] == 2).sum() > 0 and (
+        yr == 2
+    ).sum() > 0  # digit 2 keeps the label 2/3
     # a subset keeps every digit, and the two label levels aligned
     sub = d.subset(50, 20, seed=1)
     assert set(sub.fine_train.tolist()) == set(range(10)) and len(sub.y_train) <= 50
@@ -73,8 +81,10 @@ def test_digits_super_is_the_embedded_cifar20():
 
 # ----------------------------------------------------------------------------- stratified sampling
 
+
 def test_stratified_indices_total_is_proportional_and_never_more():
     from unlearnkit.data import stratified_indices
+
     y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
     idx = stratified_indices(y, n=10, seed=0)
     assert idx.dtype == torch.long and torch.equal(idx, idx.sort().values) and len(idx.unique()) == len(idx)
@@ -85,14 +95,14 @@ def test_stratified_indices_total_is_proportional_and_never_more():
     assert torch.equal(stratified_indices(y, n=1000), torch.arange(100))
     assert torch.equal(stratified_indices(y), torch.arange(100))
     # rounding would give 1 + 1 + ... for many tiny classes: the total still stays within n
-    many = torch.arange(40).repeat_interleave(3)                     # 40 classes of 3
+    many = torch.arange(40).repeat_interleave(3)  # 40 classes of 3
     for n in (1, 7, 39, 40, 41, 100):
         got = stratified_indices(many, n=n, seed=2)
         assert len(got) <= n and len(got) == len(got.unique())
         if n >= 40:
-            assert set(many[got].tolist()) == set(range(40))         # every class keeps one
+            assert set(many[got].tolist()) == set(range(40))  # every class keeps one
         else:
-            assert len(set(many[got].tolist())) == len(got)          # n classes, one each
+            assert len(set(many[got].tolist())) == len(got)  # n classes, one each
     # numpy labels and a shared generator work too
     g = np.random.default_rng(0)
     a = stratified_indices(y.numpy(), n=10, seed=g)
@@ -102,6 +112,7 @@ def test_stratified_indices_total_is_proportional_and_never_more():
 
 def test_stratified_indices_per_class_and_bad_arguments():
     from unlearnkit.data import stratified_indices
+
     y = torch.tensor([2] * 6 + [0] * 2 + [7] * 4)
     idx = stratified_indices(y, n_per_class=3, seed=0)
     assert sorted(y[idx].tolist()) == [0, 0, 2, 2, 2, 7, 7, 7]
@@ -124,11 +135,12 @@ def test_stratified_indices_per_class_and_bad_arguments():
 def test_subset_keeps_todays_picks():
     """Dataset.subset draws with stratified_indices exactly as it always did (same seed, same samples)."""
     from unlearnkit.data import stratified_indices
+
     full = uk.load_dataset("digits", device="cpu")
     g = np.random.default_rng(5)
     yc = full.y_train.numpy()
     want = []
-    for c in np.unique(yc):                                          # the original algorithm, written out
+    for c in np.unique(yc):  # the original algorithm, written out
         members = np.flatnonzero(yc == c)
         k = max(1, round(200 * len(members) / len(yc)))
         want.extend(g.choice(members, size=min(k, len(members)), replace=False))
@@ -140,7 +152,7 @@ def test_subset_keeps_todays_picks():
 def test_toys(name):
     d = uk.make_toy(name, n_train=50, n_test=30, seed=1)
     assert d.x_train.shape == (50, 2) and d.x_test.shape == (30, 2) and d.input_shape == (2,)
-    allx = torch.cat([d.x_train, d.x_test])                 # standardised over both splits
+    allx = torch.cat([d.x_train, d.x_test])  # standardised over both splits
     torch.testing.assert_close(allx.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
     torch.testing.assert_close(allx.std(0, unbiased=False), torch.ones(2), atol=1e-4, rtol=0)
     assert d.num_classes == (3 if name == "blobs" else 2)
@@ -157,7 +169,8 @@ def test_toys_through_load_dataset():
     assert uk.load_dataset("blobs", device="cpu", centers=4).num_classes == 4
 
 
-# ----------------------------------------------------------------------------- CIFAR-10: python pickle batches
+# ---------------------------------------------------------------------------- CIFAR-10: python pickle batches
+
 
 def _cifar_rows(n, seed):
     return np.random.default_rng(seed).integers(0, 256, size=(n, 3072), dtype=np.uint8)
@@ -173,15 +186,33 @@ def write_cifar10(root, n_per_batch=4):
         rows.append(x)
         labels += y
         with open(folder / f"data_batch_{i}", "wb") as f:
-            pickle.dump({b"batch_label": b"training batch", b"data": x, b"labels": y,
-                         b"filenames": [b"f.png"] * n_per_batch}, f)
+            pickle.dump(
+                {
+                    b"batch_label": b"training batch",
+                    b"data": x,
+                    b"labels": y,
+                    b"filenames": [b"f.png"] * n_per_batch,
+                },
+                f,
+            )
     xt = _cifar_rows(3, 99)
     xt[0, :] = 0
-    xt[0, 0] = 255                          # red channel, row 0, column 0
-    xt[0, 1024 + 32 * 1 + 2] = 51           # green channel, row 1, column 2 -> 0.2
+    xt[0, 0] = 255  # red channel, row 0, column 0
+    xt[0, 1024 + 32 * 1 + 2] = 51  # green channel, row 1, column 2 -> 0.2
     with open(folder / "test_batch", "wb") as f:
         pickle.dump({b"data": xt, b"labels": [9, 0, 4]}, f)
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    names = [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": names, b"num_vis": 3072}, f)
     return np.concatenate(rows), np.array(labels), xt
@@ -214,6 +245,7 @@ def test_cifar10_subset_and_missing_batch(data_root, monkeypatch):
 
 # ----------------------------------------------------------------------------- CIFAR-100 / CIFAR-20
 
+
 def write_cifar100(root, n_train=8, n_test=4):
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
@@ -224,7 +256,12 @@ def write_cifar100(root, n_train=8, n_test=4):
     coarse_of = lambda f: 19 if f == 69 else f % 19  # noqa: E731
 
     def split(n, seed, fine):
-        return {b"data": _cifar_rows(n, seed), b"fine_labels": fine, b"coarse_labels": [coarse_of(f) for f in fine]}
+        return {
+            b"data": _cifar_rows(n, seed),
+            b"fine_labels": fine,
+            b"coarse_labels": [coarse_of(f) for f in fine],
+        }
+
     tr = split(n_train, 1, [69, 3, 69, 22, 5, 69, 40, 7][:n_train])
     te = split(n_test, 2, [69, 3, 22, 5][:n_test])
     for name, blob in (("train", tr), ("test", te)):
@@ -264,6 +301,7 @@ def test_cifar20_coarse_labels_keep_the_fine_label(data_root, monkeypatch):
 
 # ----------------------------------------------------------------------------- MNIST idx
 
+
 def idx_bytes(a: np.ndarray) -> bytes:
     return struct.pack(">BBBB", 0, 0, 0x08, a.ndim) + struct.pack(">" + "I" * a.ndim, *a.shape) + a.tobytes()
 
@@ -271,10 +309,12 @@ def idx_bytes(a: np.ndarray) -> bytes:
 def write_mnist(folder, gz: bool, n_train=6, n_test=3, seed=0):
     folder.mkdir(parents=True)
     g = np.random.default_rng(seed)
-    arrays = {"train-images-idx3-ubyte": g.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-              "train-labels-idx1-ubyte": np.arange(n_train, dtype=np.uint8) % 10,
-              "t10k-images-idx3-ubyte": g.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-              "t10k-labels-idx1-ubyte": (np.arange(n_test, dtype=np.uint8) + 7) % 10}
+    arrays = {
+        "train-images-idx3-ubyte": g.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.arange(n_train, dtype=np.uint8) % 10,
+        "t10k-images-idx3-ubyte": g.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": (np.arange(n_test, dtype=np.uint8) + 7) % 10,
+    }
     for name, a in arrays.items():
         if gz:
             with gzip.open(folder / f"{name}.gz", "wb") as f:
@@ -320,12 +360,14 @@ def test_read_idx_rejects_bad_files(tmp_path):
 
 # ----------------------------------------------------------------------------- SVHN .mat
 
+
 def test_svhn_mat(data_root, monkeypatch):
     from scipy.io import savemat
+
     offline(monkeypatch)
     g = np.random.default_rng(0)
-    X = g.integers(0, 256, (32, 32, 3, 5), dtype=np.uint8)           # (H, W, C, N) as in the real files
-    y = np.array([[10], [1], [2], [10], [9]], dtype=np.uint8)        # 10 stands for the digit 0
+    X = g.integers(0, 256, (32, 32, 3, 5), dtype=np.uint8)  # (H, W, C, N) as in the real files
+    y = np.array([[10], [1], [2], [10], [9]], dtype=np.uint8)  # 10 stands for the digit 0
     savemat(data_root / "train_32x32.mat", {"X": X, "y": y})
     savemat(data_root / "test_32x32.mat", {"X": X[..., :2], "y": y[:2]})
     d = uk.load_dataset("svhn", device="cpu")
@@ -337,8 +379,10 @@ def test_svhn_mat(data_root, monkeypatch):
 
 # ----------------------------------------------------------------------------- ImageFolder
 
+
 def write_imagefolder(path, size=4, per_class=2, classes=("dog", "cat")):
     from PIL import Image
+
     pixels = {}
     k = 0
     for split in ("train", "test"):
@@ -358,7 +402,7 @@ def test_imagefolder_reads_pngs_and_caches(data_root, tmp_path, monkeypatch):
     folder = tmp_path / "pets"
     pixels = write_imagefolder(folder)
     d = uk.load_dataset(str(folder), device="cpu")
-    assert d.classes == ["cat", "dog"]                     # sorted folder names
+    assert d.classes == ["cat", "dog"]  # sorted folder names
     assert d.x_train.shape == (4, 3, 4, 4) and d.y_train.tolist() == [0, 0, 1, 1]
     assert d.x_test.shape == (4, 3, 4, 4) and d.y_test.tolist() == [0, 0, 1, 1]
     want = torch.from_numpy(pixels[("train", "cat", 0)]).permute(2, 0, 1).float() / 255
@@ -369,7 +413,10 @@ def test_imagefolder_reads_pngs_and_caches(data_root, tmp_path, monkeypatch):
     assert len(caches) == 1
     # the second load reads the cached tensors, not the images
     import PIL.Image
-    monkeypatch.setattr(PIL.Image, "open", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded again")))
+
+    monkeypatch.setattr(
+        PIL.Image, "open", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded again"))
+    )
     again = uk.load_dataset(f"imagefolder:{folder}", device="cpu")
     assert torch.equal(again.x_train, d.x_train)
 
@@ -382,7 +429,7 @@ def test_imagefolder_corrupt_cache_is_rebuilt(data_root, tmp_path):
     cache.write_bytes(b"garbage")
     again = uk.load_dataset(str(folder), device="cpu")
     assert torch.equal(again.x_train, d.x_train)
-    torch.load(cache, weights_only=True)                    # rewritten and readable
+    torch.load(cache, weights_only=True)  # rewritten and readable
 
 
 def test_imagefolder_stands_in_for_a_named_dataset(data_root, tmp_path, monkeypatch):
@@ -396,6 +443,7 @@ def test_imagefolder_stands_in_for_a_named_dataset(data_root, tmp_path, monkeypa
 
 def test_imagefolder_with_images_of_different_sizes(data_root, tmp_path):
     from PIL import Image
+
     folder = tmp_path / "mixed"
     write_imagefolder(folder)
     Image.fromarray(np.zeros((5, 5, 3), dtype=np.uint8)).save(folder / "train" / "dog" / "big.png")
@@ -406,11 +454,14 @@ def test_imagefolder_with_images_of_different_sizes(data_root, tmp_path):
 def write_cifar100_folder(path, fine=("rocket", "tank", "apple", "beaver", "dolphin"), per_class=2):
     """A CIFAR-100 copy as an ImageFolder: one folder per fine class (a few of the hundred)."""
     from PIL import Image
+
     for split in ("train", "test"):
         for i, c in enumerate(fine):
             (path / split / c).mkdir(parents=True)
             for j in range(per_class):
-                Image.fromarray(np.full((4, 4, 3), (10 * i + j) % 256, dtype=np.uint8)).save(path / split / c / f"{j}.png")
+                Image.fromarray(np.full((4, 4, 3), (10 * i + j) % 256, dtype=np.uint8)).save(
+                    path / split / c / f"{j}.png"
+                )
 
 
 @pytest.mark.parametrize("how", ["UNLEARNKIT_CIFAR20", "UNLEARNKIT_CIFAR100", "folder"])
@@ -444,18 +495,36 @@ def test_cifar100_imagefolder_loads_as_cifar20(data_root, tmp_path, monkeypatch,
 
 def test_cifar100_fine_to_coarse_table():
     assert len(ukdata.CIFAR100_CLASSES) == len(set(ukdata.CIFAR100_CLASSES)) == 100
-    assert len(ukdata.CIFAR20_CLASSES) == 20 and all(len(v) == 5 for v in ukdata.CIFAR100_SUPERCLASSES.values())
+    assert len(ukdata.CIFAR20_CLASSES) == 20 and all(
+        len(v) == 5 for v in ukdata.CIFAR100_SUPERCLASSES.values()
+    )
     to = dict(zip(ukdata.CIFAR100_CLASSES, (ukdata.CIFAR20_CLASSES[c] for c in ukdata.CIFAR100_TO_CIFAR20)))
     assert to["rocket"] == "vehicles_2" and to["bicycle"] == "vehicles_1" and to["whale"] == "aquatic_mammals"
-    assert to["maple_tree"] == "trees" and to["lobster"] == "non-insect_invertebrates" and to["baby"] == "people"
-    assert ukdata.CIFAR100_TO_CIFAR20[:10] == [4, 1, 14, 8, 0, 6, 7, 7, 18, 3]   # as in the dataset's own files
+    assert (
+        to["maple_tree"] == "trees" and to["lobster"] == "non-insect_invertebrates" and to["baby"] == "people"
+    )
+    assert ukdata.CIFAR100_TO_CIFAR20[:10] == [
+        4,
+        1,
+        14,
+        8,
+        0,
+        6,
+        7,
+        7,
+        18,
+        3,
+    ]  # as in the dataset's own files
 
 
 def test_cifar20_imagefolder_with_foreign_class_names(data_root, tmp_path):
     folder = tmp_path / "not-cifar"
     write_cifar100_folder(folder, fine=("rocket", "spaceship", "Dog"))
-    with pytest.raises(ValueError, match=r"cannot load as cifar20: its class folders 'Dog', 'spaceship' are not "
-                                         r"CIFAR-100 fine class names.*apple, aquarium_fish"):
+    with pytest.raises(
+        ValueError,
+        match=r"cannot load as cifar20: its class folders 'Dog', 'spaceship' are not "
+        r"CIFAR-100 fine class names.*apple, aquarium_fish",
+    ):
         uk.load_dataset("cifar20", device="cpu", folder=folder)
     with pytest.raises(ValueError, match=r"ImageFolder copy of cifar20 at .*missing does not exist"):
         uk.load_dataset("cifar20", device="cpu", folder=tmp_path / "missing")
@@ -472,6 +541,7 @@ def test_cifar20_imagefolder_of_super_classes(data_root, tmp_path):
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_imagefolder_with_a_corrupt_image(data_root, tmp_path, damage):
     from PIL import Image
+
     folder = tmp_path / "pets"
     write_imagefolder(folder)
     bad = folder / "train" / "dog" / "broken.jpg"
@@ -480,8 +550,11 @@ def test_imagefolder_with_a_corrupt_image(data_root, tmp_path, damage):
     else:
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(bad)
         bad.write_bytes(bad.read_bytes()[:300])
-    with pytest.raises(ValueError, match=r"(?s)The image .*broken\.jpg cannot be read .*delete it \(or re-extract "
-                                         r"the dataset\) and load again"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)The image .*broken\.jpg cannot be read .*delete it \(or re-extract "
+        r"the dataset\) and load again",
+    ):
         uk.load_dataset(str(folder), device="cpu")
     bad.unlink()
     assert uk.load_dataset(str(folder), device="cpu").x_train.shape == (4, 3, 4, 4)
@@ -489,21 +562,23 @@ def test_imagefolder_with_a_corrupt_image(data_root, tmp_path, damage):
 
 def test_cache_writes_are_atomic(tmp_path, monkeypatch):
     from unlearnkit import cache
+
     assert ukdata.atomic_save is cache.atomic_save and ukdata.default_root is cache.default_root
     monkeypatch.setenv("UNLEARNKIT_DATA", str(tmp_path / "root"))
     assert cache.default_root() == uk.profiles.data_root() == tmp_path / "root"
     target = tmp_path / "sub" / "blob.pt"
     cache.atomic_save({"a": torch.arange(3)}, target)
     assert torch.equal(torch.load(target, weights_only=True)["a"], torch.arange(3))
-    assert [p.name for p in target.parent.iterdir()] == ["blob.pt"]          # no temporary left behind
+    assert [p.name for p in target.parent.iterdir()] == ["blob.pt"]  # no temporary left behind
 
     def crash(obj, f):
         open(f, "wb").write(b"half a fi")
         raise OSError("disk full")
+
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
         cache.atomic_save({"a": 1}, target)
-    assert torch.equal(torch.load(target, weights_only=True)["a"], torch.arange(3))   # the old file is intact
+    assert torch.equal(torch.load(target, weights_only=True)["a"], torch.arange(3))  # the old file is intact
     assert [p.name for p in target.parent.iterdir()] == ["blob.pt"]
 
 
@@ -514,10 +589,12 @@ def test_load_dataset_folder_only_for_named_datasets(tmp_path):
 
 def test_batches_and_augment_keep_their_old_home():
     from unlearnkit import training
+
     assert ukdata.batches is training.batches and ukdata.augment is training.augment
 
 
 # ----------------------------------------------------------------------------- batches
+
 
 def test_batches_cover_everything_once():
     x = torch.arange(10)
@@ -529,14 +606,19 @@ def test_batches_cover_everything_once():
     shuffled = list(uk.batches(x, y, batch_size=3, shuffle=True, generator=g))
     xs = torch.cat([b[0] for b in shuffled])
     assert sorted(xs.tolist()) == list(range(10)) and not torch.equal(xs, x)
-    assert all(torch.equal(b[1], b[0] * 10) for b in shuffled)       # stay aligned
-    again = torch.cat([b[0] for b in uk.batches(x, y, batch_size=3, shuffle=True,
-                                                generator=torch.Generator().manual_seed(0))])
+    assert all(torch.equal(b[1], b[0] * 10) for b in shuffled)  # stay aligned
+    again = torch.cat(
+        [
+            b[0]
+            for b in uk.batches(x, y, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
+        ]
+    )
     assert torch.equal(xs, again)
     assert [len(b[0]) for b in uk.batches(x, batch_size=4, drop_last=True)] == [4, 4]
 
 
 # ----------------------------------------------------------------------------- augmentation
+
 
 def test_augment_shapes_and_determinism():
     x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -547,7 +629,7 @@ def test_augment_shapes_and_determinism():
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(uk.augment(x, pad=0, flip=False), x)
     v = torch.rand(5, 2)
-    assert uk.augment(v) is v                                  # vectors are left alone
+    assert uk.augment(v) is v  # vectors are left alone
 
 
 def test_augment_flip_only_gives_the_image_or_its_mirror():
@@ -559,14 +641,18 @@ def test_augment_flip_only_gives_the_image_or_its_mirror():
 
 
 def test_augment_crop_is_a_shifted_window_of_the_padded_image():
-    x = torch.rand(16, 2, 5, 5, generator=torch.Generator().manual_seed(0)) + 1.0   # no zeros inside
+    x = torch.rand(16, 2, 5, 5, generator=torch.Generator().manual_seed(0)) + 1.0  # no zeros inside
     pad = 1
     out = uk.augment(x, pad=pad, flip=False, generator=torch.Generator().manual_seed(3))
     xp = torch.nn.functional.pad(x, (pad,) * 4)
     shifts = set()
     for i in range(len(x)):
-        hits = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
-                if torch.equal(out[i], xp[i, :, dy:dy + 5, dx:dx + 5])]
+        hits = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(out[i], xp[i, :, dy : dy + 5, dx : dx + 5])
+        ]
         assert hits, f"sample {i} is not a crop of its padded image"
         shifts.update(hits)
     assert len(shifts) > 1

@@ -1,19 +1,20 @@
 """A dry run of the full profile on a CPU: every split is capped, nothing is downloaded, and a
 dataset that is not on the machine is replaced by a generated stand-in of the same shape."""
+
 import pytest
 import torch
+from test_data import write_cifar10, write_cifar100_folder, write_imagefolder
 
 import unlearnkit as uk
 from unlearnkit import data as ukdata
 from unlearnkit.profiles import DRY_RUN_IMAGES
-
-from test_data import write_cifar10, write_cifar100_folder, write_imagefolder
 
 
 @pytest.fixture
 def dry(monkeypatch):
     def refuse(name, root):
         raise AssertionError(f"a dry run tried to download {name}")
+
     monkeypatch.setattr(uk.formats, "_download", refuse)
     p = uk.profile("full", dry_run=True, device="cpu", quiet=True)
     yield p
@@ -35,19 +36,20 @@ def check_labels_agree(d):
 
 # ----------------------------------------------------------------------------- caps
 
+
 def test_digits_are_capped_and_stratified(dry):
     d = uk.load_dataset("digits")
-    assert d.device.type == "cpu"                           # the profile's device
+    assert d.device.type == "cpu"  # the profile's device
     assert len(d.y_train) <= DRY_RUN_IMAGES and len(d.y_test) <= DRY_RUN_IMAGES
-    assert len(d.y_train) >= DRY_RUN_IMAGES - 10            # about the cap, not far below it
+    assert len(d.y_train) >= DRY_RUN_IMAGES - 10  # about the cap, not far below it
     counts = torch.bincount(d.y_train, minlength=10)
     per = DRY_RUN_IMAGES // 10
     assert counts.min() >= per - 2 and counts.max() <= per + 2
-    assert torch.bincount(d.y_test, minlength=10).min() >= per - 2   # 360 test digits cut to the cap
+    assert torch.bincount(d.y_test, minlength=10).min() >= per - 2  # 360 test digits cut to the cap
     assert d.meta["dry_run"] and "stand_in" not in d.meta
     full = ukdata._load_digits()
     dist = torch.cdist(d.x_train.flatten(1), full.x_train.flatten(1))
-    assert (dist.min(1).values == 0).all()                 # real digits, not generated ones
+    assert (dist.min(1).values == 0).all()  # real digits, not generated ones
     assert torch.equal(uk.load_dataset("digits").x_train, d.x_train)
 
 
@@ -73,11 +75,11 @@ def test_outside_a_dry_run_nothing_is_capped(wet):
 
 def test_cifar20_copy_is_capped_with_every_fine_class(dry, data_root, tmp_path, monkeypatch):
     folder = tmp_path / "cifar100-png"
-    write_cifar100_folder(folder, fine=tuple(ukdata.CIFAR100_CLASSES), per_class=4)     # 400 train images
+    write_cifar100_folder(folder, fine=tuple(ukdata.CIFAR100_CLASSES), per_class=4)  # 400 train images
     monkeypatch.setenv("UNLEARNKIT_CIFAR100", str(folder))
     d = uk.load_dataset("cifar20")
     assert len(d.y_train) == 300 and len(d.y_test) <= 300  # three per CIFAR-100 class, not 400
-    assert torch.bincount(d.fine_train, minlength=100).min() == 3   # every fine class keeps three
+    assert torch.bincount(d.fine_train, minlength=100).min() == 3  # every fine class keeps three
     assert set(d.y_train.tolist()) == set(range(20))
     check_labels_agree(d)
     assert uk.forget_subclass(d, "rocket").forget_classes == [19]
@@ -85,16 +87,26 @@ def test_cifar20_copy_is_capped_with_every_fine_class(dry, data_root, tmp_path, 
 
 # ----------------------------------------------------------------------------- stand-ins
 
-@pytest.mark.parametrize("name, shape, k", [("mnist", (1, 28, 28), 10), ("fashion-mnist", (1, 28, 28), 10),
-                                            ("cifar10", (3, 32, 32), 10), ("cifar100", (3, 32, 32), 100),
-                                            ("svhn", (3, 32, 32), 10)])
+
+@pytest.mark.parametrize(
+    "name, shape, k",
+    [
+        ("mnist", (1, 28, 28), 10),
+        ("fashion-mnist", (1, 28, 28), 10),
+        ("cifar10", (3, 32, 32), 10),
+        ("cifar100", (3, 32, 32), 100),
+        ("svhn", (3, 32, 32), 10),
+    ],
+)
 def test_missing_dataset_gets_a_stand_in(dry, data_root, capsys, name, shape, k):
-    d = uk.load_dataset(name)                               # download=True, yet nothing is fetched
+    d = uk.load_dataset(name)  # download=True, yet nothing is fetched
     out = capsys.readouterr().out
-    assert out.strip() == (f"[dry run] {name} is not on this machine: using a generated stand-in "
-                           f"(random images, same shape and labels)")
+    assert out.strip() == (
+        f"[dry run] {name} is not on this machine: using a generated stand-in "
+        f"(random images, same shape and labels)"
+    )
     assert d.input_shape == shape and d.num_classes == k
-    assert len(d.y_train) == len(d.y_test) == max(DRY_RUN_IMAGES, 3 * k)      # three per class
+    assert len(d.y_train) == len(d.y_test) == max(DRY_RUN_IMAGES, 3 * k)  # three per class
     assert set(d.y_train.tolist()) == set(range(k)) and d.y_train.dtype == torch.long
     assert 0 <= d.x_train.min() and d.x_train.max() <= 1 and d.x_train.dtype == torch.float32
     assert d.meta["stand_in"] and d.meta["dry_run"] and "stand-in" in d.name
@@ -105,7 +117,7 @@ def test_missing_dataset_gets_a_stand_in(dry, data_root, capsys, name, shape, k)
         assert d.classes == ukdata.CIFAR100_CLASSES and d.fine_train is None
     if name == "fashion-mnist":
         assert d.classes[-1] == "Boot"
-    assert torch.equal(uk.load_dataset(name).x_train, d.x_train)        # the same stand-in every time
+    assert torch.equal(uk.load_dataset(name).x_train, d.x_train)  # the same stand-in every time
 
 
 def test_cifar20_stand_in_has_both_label_levels(dry, data_root, capsys):
@@ -143,8 +155,12 @@ def test_imagefolder_loads_in_a_dry_run(dry, data_root, tmp_path):
 
 
 def test_outside_a_dry_run_a_missing_dataset_is_an_error(wet, data_root, capsys):
-    with pytest.raises(uk.DatasetUnavailableError, match=r"cifar100.*download=False.*load_dataset\('digits'\)"):
+    with pytest.raises(
+        uk.DatasetUnavailableError, match=r"cifar100.*download=False.*load_dataset\('digits'\)"
+    ):
         uk.load_dataset("cifar100", download=False)
-    with pytest.raises(uk.DatasetUnavailableError, match=r"(?s)cifar10.*could not be downloaded.*Are you offline"):
+    with pytest.raises(
+        uk.DatasetUnavailableError, match=r"(?s)cifar10.*could not be downloaded.*Are you offline"
+    ):
         uk.load_dataset("cifar10")
     assert "[dry run]" not in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Diagonal Fisher information: vectorised equals the per-sample loop, matches a closed form on a
 linear softmax model, and MAS importance."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ def test_vmap_equals_loop_with_batch_norm(small_cnn, digits, kind):
     a = uk.diag_fisher(small_cnn, x, y, kind=kind, method="vmap", batch_size=4)
     b = uk.diag_fisher(small_cnn, x, y, kind=kind, method="loop")
     assert_same(a, b)
-    assert small_cnn.training                              # mode restored
+    assert small_cnn.training  # mode restored
     assert a.keys() == {n for n, p in small_cnn.named_parameters()}
 
 
@@ -52,12 +53,13 @@ def test_closed_form_for_a_linear_softmax_model():
     e = F.one_hot(y, 4).float()
     emp = uk.diag_fisher(m, x, y, kind="empirical")
     torch.testing.assert_close(emp["net.net.1.bias"], ((e - p) ** 2).mean(0), rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(emp["net.net.1.weight"],
-                               (((e - p)[:, :, None] * x[:, None, :]) ** 2).mean(0), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        emp["net.net.1.weight"], (((e - p)[:, :, None] * x[:, None, :]) ** 2).mean(0), rtol=1e-5, atol=1e-7
+    )
     # true Fisher of the bias: E_x sum_c p_c (e_c - p)^2, written out per class, which is E_x p (1 - p)
     true_b = torch.zeros(4)
     for c in range(4):
-        true_b += (p[:, c:c + 1] * (F.one_hot(torch.full((7,), c), 4).float() - p) ** 2).mean(0)
+        true_b += (p[:, c : c + 1] * (F.one_hot(torch.full((7,), c), 4).float() - p) ** 2).mean(0)
     tru = uk.diag_fisher(m, x, kind="true")
     torch.testing.assert_close(tru["net.net.1.bias"], true_b, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(tru["net.net.1.bias"], (p * (1 - p)).mean(0), rtol=1e-5, atol=1e-7)
@@ -67,8 +69,10 @@ def test_auto_method_and_batch_kind(trained_mlp, digits):
     x, y = digits.x_train[:8], digits.y_train[:8]
     assert_same(uk.diag_fisher(trained_mlp, x, y), uk.diag_fisher(trained_mlp, x, y, method="loop"))
     # "batch": squared mini-batch gradients, weighted by batch size; one sample per batch = empirical Fisher
-    assert_same(uk.diag_fisher(trained_mlp, x, y, kind="batch", batch_size=1),
-                uk.diag_fisher(trained_mlp, x, y, kind="empirical"))
+    assert_same(
+        uk.diag_fisher(trained_mlp, x, y, kind="batch", batch_size=1),
+        uk.diag_fisher(trained_mlp, x, y, kind="empirical"),
+    )
     whole = uk.diag_fisher(trained_mlp, x, y, kind="batch", batch_size=8)
     trained_mlp.zero_grad()
     F.cross_entropy(trained_mlp(x), y).backward()
@@ -80,7 +84,7 @@ def test_mas_importance(trained_mlp, digits):
     imp = uk.mas_importance(trained_mlp, x, batch_size=6, per_sample=False)
     assert imp.keys() == dict(trained_mlp.named_parameters()).keys()
     assert all((v >= 0).all() for v in imp.values()) and flatten(imp).sum() > 0
-    assert all(p.grad is None for p in trained_mlp.parameters())       # no gradients left behind
+    assert all(p.grad is None for p in trained_mlp.parameters())  # no gradients left behind
     # the batch-mean form: one full-batch gradient of mean ||f(x)||_2, in absolute value
     trained_mlp.zero_grad()
     trained_mlp(x).norm(dim=1).mean().backward()
@@ -101,7 +105,7 @@ def test_mas_per_sample_vmap_equals_loop_with_batch_norm(small_cnn, digits, squa
     a = uk.mas_importance(small_cnn, x, squared=squared, method="vmap", chunk=4)
     b = uk.mas_importance(small_cnn, x, squared=squared, method="loop")
     assert_same(a, b)
-    assert small_cnn.training                              # mode restored
+    assert small_cnn.training  # mode restored
     by_hand = {n: torch.zeros_like(p) for n, p in small_cnn.named_parameters()}
     small_cnn.eval()
     for xi in x:

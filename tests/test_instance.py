@@ -1,21 +1,23 @@
 """Instance-wise unlearning (Cha et al. 2024): targeted L2-PGD against a linear model worked by
 hand, MAS normalisation (Algorithm 2) against hand-computed values, the method's access level,
 that it forgets with the forget images alone, its early stop, and its errors."""
+
 import pytest
 import torch
 import torch.nn as nn
+from conftest import same_state, state
 
 import unlearnkit as uk
 from unlearnkit import attacks
 from unlearnkit.fisher import mas_importance, mas_weights
 from unlearnkit.methods.instance import continual_unlearn, instance_unlearn, penalty
-from conftest import same_state, state
 
 FAST = dict(n_adv=4, pgd_iters=20, eps=2.0, max_steps=300)
 CPU = torch.device("cpu")
 
 
 # ----------------------------------------------------------------------------- L2-PGD by hand
+
 
 class Linear2(nn.Module):
     """f(x) = 10 (x_0, x_1): class 0 or 1 wins by the larger coordinate."""
@@ -25,44 +27,57 @@ class Linear2(nn.Module):
 
 
 def test_pgd_l2_by_hand():
-    # From x = (0.6, 0.4) towards class 1: the loss falls fastest along (-1, +1)/√2, (the CE gradient is
-    # (p_0, p_1 − 1) = p_0 (1, −1)), so PGD without a random start walks straight down that diagonal until the ball's edge: x' = x + eps (-1, 1)/√2.
+    # From x = (0.6, 0.4) towards class 1: the loss falls fastest along (-1, +1)/√2, (the CE
+    # gradient is (p_0, p_1 − 1) = p_0 (1, −1)), so PGD without a random start walks straight down
+    # that diagonal until the ball's edge: x' = x + eps (-1, 1)/√2.
     model = Linear2()
     x = torch.tensor([[0.6, 0.4], [0.9, 0.1]])
     eps = 0.3
     adv = attacks.pgd_l2(model, x, torch.tensor([1, 1]), eps=eps, step=0.05, iters=50, random_start=False)
-    d = torch.tensor([-1.0, 1.0]) / 2 ** 0.5
+    d = torch.tensor([-1.0, 1.0]) / 2**0.5
     torch.testing.assert_close(adv, (x + eps * d).clamp(0, 1), atol=1e-5, rtol=0)
     norms = (adv - x).norm(dim=1)
-    assert (norms <= eps + 1e-6).all()                                   # the ε-ball holds per sample
+    assert (norms <= eps + 1e-6).all()  # the ε-ball holds per sample
     pred = model(adv).argmax(1)
-    assert pred[0] == 1                      # 0.6 − 0.21 < 0.4 + 0.21: the target class is reached
-    assert pred[1] == 0                      # 0.9 is too far for ε = 0.3: the ball wins over the target
+    assert pred[0] == 1  # 0.6 − 0.21 < 0.4 + 0.21: the target class is reached
+    assert pred[1] == 0  # 0.9 is too far for ε = 0.3: the ball wins over the target
 
 
 def test_pgd_l2_ball_and_box_with_random_start(trained_mlp, digits):
     x = digits.x_test[:10]
     t = (digits.y_test[:10] + 1) % 10
-    adv = attacks.pgd_l2(trained_mlp, x, t, eps=0.5, step=0.1, iters=10, generator=torch.Generator().manual_seed(1))
+    adv = attacks.pgd_l2(
+        trained_mlp, x, t, eps=0.5, step=0.1, iters=10, generator=torch.Generator().manual_seed(1)
+    )
     assert ((adv - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
 
 
 def test_adversarial_examples_batched_reach_their_targets(trained_mlp, digits):
     x, y = digits.x_train[:6], digits.y_train[:6]
     info = {}
-    xa, ya = attacks.adversarial_examples(trained_mlp, x, y, n_adv=3, eps=4.0, step=0.1, iters=60,
-                                          generator=torch.Generator().manual_seed(0), info=info)
+    xa, ya = attacks.adversarial_examples(
+        trained_mlp,
+        x,
+        y,
+        n_adv=3,
+        eps=4.0,
+        step=0.1,
+        iters=60,
+        generator=torch.Generator().manual_seed(0),
+        info=info,
+    )
     assert xa.shape == (18, *x.shape[1:]) and ya.shape == (18,)
-    assert (ya != y.repeat(3)).all()                                    # every target is a wrong label
+    assert (ya != y.repeat(3)).all()  # every target is a wrong label
     assert ((xa - x.repeat(3, 1, 1, 1)).flatten(1).norm(dim=1) <= 4.0 + 1e-4).all()
     assert info["success"] >= 0.9 and info["seconds"] > 0
     hit = (uk.predict(trained_mlp, xa).argmax(1) == ya).float().mean().item()
     assert abs(hit - info["success"]) < 1e-6
     assert info["targets"] == "per_image"
-    assert (ya.view(3, -1) == ya.view(3, -1)[0]).all()                  # Algorithm 1: one target per image
-    again = attacks.adversarial_examples(trained_mlp, x, y, n_adv=3, eps=4.0, step=0.1, iters=60,
-                                         generator=torch.Generator().manual_seed(0))
-    assert torch.equal(again[0], xa) and torch.equal(again[1], ya)       # same seed, same examples
+    assert (ya.view(3, -1) == ya.view(3, -1)[0]).all()  # Algorithm 1: one target per image
+    again = attacks.adversarial_examples(
+        trained_mlp, x, y, n_adv=3, eps=4.0, step=0.1, iters=60, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(again[0], xa) and torch.equal(again[1], ya)  # same seed, same examples
 
 
 def test_adversarial_target_rules(trained_mlp, digits):
@@ -70,17 +85,18 @@ def test_adversarial_target_rules(trained_mlp, digits):
 
     def targets(**kw):
         info = {}
-        ya = attacks.adversarial_examples(trained_mlp, x, y, n_adv=5, iters=1, info=info,
-                                          generator=torch.Generator().manual_seed(0), **kw)[1].view(5, -1)
+        ya = attacks.adversarial_examples(
+            trained_mlp, x, y, n_adv=5, iters=1, info=info, generator=torch.Generator().manual_seed(0), **kw
+        )[1].view(5, -1)
         assert (ya != y[None]).all()
         return ya, info["targets"]
 
     image, rule = targets()
-    assert rule == "per_image" and (image == image[0]).all()            # drawn once, kept for every run
+    assert rule == "per_image" and (image == image[0]).all()  # drawn once, kept for every run
     run, rule = targets(targets="per_run")
     assert rule == "per_run"
-    assert (run != run[0]).any(dim=0).any()                             # redrawn per run: images change target
-    assert torch.equal(targets(same_target=True)[0], image)             # the older flag still works
+    assert (run != run[0]).any(dim=0).any()  # redrawn per run: images change target
+    assert torch.equal(targets(same_target=True)[0], image)  # the older flag still works
     assert torch.equal(targets(same_target=False)[0], run)
     given, rule = targets(targets=(y + 1) % 10)
     assert rule == "given" and (given == (y + 1) % 10).all()
@@ -104,14 +120,18 @@ def test_adversarial_examples_errors(trained_mlp, digits):
 
 # ----------------------------------------------------------------------------- MAS (Eq. 2, Algorithm 2)
 
+
 def test_mas_weights_by_hand():
-    imp = {"w": torch.tensor([[0.0, 1.0], [3.0, 4.0]]), "b": torch.tensor([2.0, 4.0, 6.0]),
-           "flat": torch.zeros(3)}
+    imp = {
+        "w": torch.tensor([[0.0, 1.0], [3.0, 4.0]]),
+        "b": torch.tensor([2.0, 4.0, 6.0]),
+        "flat": torch.zeros(3),
+    }
     w = mas_weights(imp)
     # per tensor: (Ω − min) / (max − min), then 1 − that
     torch.testing.assert_close(w["w"], torch.tensor([[1.0, 0.75], [0.25, 0.0]]))
     torch.testing.assert_close(w["b"], torch.tensor([1.0, 0.5, 0.0]))
-    torch.testing.assert_close(w["flat"], torch.ones(3))               # nothing singled out: held in place
+    torch.testing.assert_close(w["flat"], torch.ones(3))  # nothing singled out: held in place
     with pytest.raises(ValueError, match="non-empty"):
         mas_weights({})
     with pytest.raises(ValueError, match="NaN"):
@@ -126,10 +146,13 @@ def test_mas_importance_squared_matches_eq2_by_hand():
         lin.weight.copy_(torch.tensor([[1.0, 2.0]]))
     x = torch.tensor([[3.0, 1.0]])
     for per_sample in (True, False):
-        torch.testing.assert_close(mas_importance(lin, x, squared=True, per_sample=per_sample)["weight"],
-                                   torch.tensor([[30.0, 10.0]]))
-        torch.testing.assert_close(mas_importance(lin, x, per_sample=per_sample)["weight"],
-                                   torch.tensor([[3.0, 1.0]]))
+        torch.testing.assert_close(
+            mas_importance(lin, x, squared=True, per_sample=per_sample)["weight"],
+            torch.tensor([[30.0, 10.0]]),
+        )
+        torch.testing.assert_close(
+            mas_importance(lin, x, per_sample=per_sample)["weight"], torch.tensor([[3.0, 1.0]])
+        )
 
 
 def test_mas_per_sample_eq2_exceeds_batch_mean_when_gradients_disagree():
@@ -140,7 +163,7 @@ def test_mas_per_sample_eq2_exceeds_batch_mean_when_gradients_disagree():
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[1.0, 2.0]]))
     x = torch.tensor([[3.0, 1.0], [-1.0, 1.0]])
-    loop = torch.zeros(1, 2)                                            # Eq. 2 by an explicit loop
+    loop = torch.zeros(1, 2)  # Eq. 2 by an explicit loop
     for xi in x:
         (g,) = torch.autograd.grad(lin(xi[None]).norm(), lin.weight)
         loop += g.abs() / len(x)
@@ -149,10 +172,11 @@ def test_mas_per_sample_eq2_exceeds_batch_mean_when_gradients_disagree():
         torch.testing.assert_close(mas_importance(lin, x, method=method)["weight"], loop)
     batch = mas_importance(lin, x, per_sample=False)["weight"]
     torch.testing.assert_close(batch, torch.tensor([[1.0, 1.0]]))
-    assert batch[0, 0] < loop[0, 0]                                    # cancellation in the batch mean only
+    assert batch[0, 0] < loop[0, 0]  # cancellation in the batch mean only
 
 
 # ----------------------------------------------------------------------------- the method
+
 
 @pytest.fixture(scope="module")
 def task16(digits):
@@ -181,8 +205,9 @@ def test_never_touches_the_retain_set(trained_mlp, task16):
     with pytest.raises(uk.AccessError):
         view.test_set()
 
-    def peek(model, task, **hp):                     # the same view the registry hands the method
+    def peek(model, task, **hp):  # the same view the registry hands the method
         task.retain_set()
+
     snoop = uk.register("_iw_peek", access="forget")(peek)
     with pytest.raises(uk.AccessError):
         snoop(trained_mlp, task16)
@@ -198,7 +223,7 @@ def unlearned(cnn, task16):
 
 def test_forgets_every_image_and_adv_imp_keeps_more(cnn, task16, unlearned):
     before, out = unlearned
-    assert same_state(before, state(cnn))                              # the input is never mutated
+    assert same_state(before, state(cnn))  # the input is never mutated
     assert uk.accuracy(cnn, *task16.forget_set()) > 90
     for v, m in out.items():
         assert m.unlearn_info["done"] and m.unlearn_info["forgotten"] == 1.0, v
@@ -226,10 +251,10 @@ def test_target_rule_and_mas_form_change_the_result(cnn, task16):
     old = instance_unlearn(cnn, task16, variant="adv+imp", same_target=False, **cheap)
     batch = instance_unlearn(cnn, task16, variant="adv+imp", mas_per_sample=False, **cheap)
     assert run.unlearn_info["adv_targets"] == old.unlearn_info["adv_targets"] == "per_run"
-    assert same_state(state(run), state(old))                          # the older flag, the same rule
+    assert same_state(state(run), state(old))  # the older flag, the same rule
     assert batch.unlearn_info["mas"] == "batch_mean" and batch.unlearn_info["adv_targets"] == "per_image"
-    assert not same_state(state(base), state(run))                     # other targets, other examples
-    assert not same_state(state(base), state(batch))                   # other importance, other penalty
+    assert not same_state(state(base), state(run))  # other targets, other examples
+    assert not same_state(state(base), state(batch))  # other importance, other penalty
 
 
 def _bn_stats(model):
@@ -245,14 +270,17 @@ def test_bn_frozen_keeps_running_statistics(cnn, task16):
     legacy = instance_unlearn(cnn, task16, bn="batch", **kw)
     for m in (frozen, train):
         assert m.unlearn_info["done"] and uk.accuracy(m, *task16.forget_set()) == 0.0
-    assert frozen.unlearn_info["bn"] == "frozen" and train.unlearn_info["bn"] == legacy.unlearn_info["bn"] == "train"
+    assert (
+        frozen.unlearn_info["bn"] == "frozen"
+        and train.unlearn_info["bn"] == legacy.unlearn_info["bn"] == "train"
+    )
     assert frozen.unlearn_info["weight_decay"] == 1e-4
     after = _bn_stats(frozen)
-    assert all(torch.equal(after[n], v) for n, v in before.items())   # running statistics untouched
+    assert all(torch.equal(after[n], v) for n, v in before.items())  # running statistics untouched
     moved = _bn_stats(train)
     assert any(not torch.equal(moved[n], v) for n, v in before.items() if n.endswith(("mean", "var")))
     assert same_state(state(train), state(legacy))
-    assert not same_state(state(frozen), state(cnn))                    # the weights still trained
+    assert not same_state(state(frozen), state(cnn))  # the weights still trained
 
 
 def test_relabel_goal(cnn, task16):
@@ -266,21 +294,27 @@ def test_relabel_goal(cnn, task16):
 def test_early_stop_and_step_limit(cnn, task16):
     m = instance_unlearn(cnn, task16, variant="neggrad", seed=0, max_steps=1000)
     steps = m.unlearn_info["steps"]
-    assert m.unlearn_info["done"] and 0 < steps < 1000                 # stopped as soon as all were forgotten
+    assert m.unlearn_info["done"] and 0 < steps < 1000  # stopped as soon as all were forgotten
     one = instance_unlearn(cnn, task16, variant="neggrad", seed=0, max_steps=steps - 1)
     assert one.unlearn_info["steps"] == steps - 1 and not one.unlearn_info["done"]
-    again = instance_unlearn(m, task16, variant="neggrad", seed=0)      # nothing left to forget
+    again = instance_unlearn(m, task16, variant="neggrad", seed=0)  # nothing left to forget
     assert again.unlearn_info["steps"] == 0
     same = instance_unlearn(cnn, task16, variant="neggrad", seed=0, max_steps=1000)
-    assert same_state(state(m), state(same))                            # same seed, same numbers
+    assert same_state(state(m), state(same))  # same seed, same numbers
 
 
 def test_errors(_trained_mlp, task16):
-    for kw, msg in [(dict(variant="adv+mas"), "variant"), (dict(goal="undo"), "goal"), (dict(lr=0), "lr"),
-                    (dict(bn="eval"), "bn"), (dict(adv_targets="per_batch"), "adv_targets"),
-                    (dict(adv_targets="per_image", same_target=False), "contradicts"),
-                    (dict(max_steps=0), "max_steps"), (dict(new_labels=[1]), "goal='relabel'"),
-                    (dict(goal="relabel", new_labels=[1, 2]), "one label per forget image")]:
+    for kw, msg in [
+        (dict(variant="adv+mas"), "variant"),
+        (dict(goal="undo"), "goal"),
+        (dict(lr=0), "lr"),
+        (dict(bn="eval"), "bn"),
+        (dict(adv_targets="per_batch"), "adv_targets"),
+        (dict(adv_targets="per_image", same_target=False), "contradicts"),
+        (dict(max_steps=0), "max_steps"),
+        (dict(new_labels=[1]), "goal='relabel'"),
+        (dict(goal="relabel", new_labels=[1, 2]), "one label per forget image"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             instance_unlearn(_trained_mlp, task16, **kw)
     with pytest.raises(ValueError, match="differ from the true"):
@@ -306,4 +340,4 @@ def test_continual_unlearning(cnn, task16):
     assert set(steps[0]["task"].forget_idx.tolist()) <= set(task16.forget_idx.tolist())
     assert steps[1]["seconds"] >= steps[0]["seconds"] > 0
     last = steps[-1]["model"]
-    assert uk.accuracy(last, *steps[0]["task"].forget_set()) <= 50    # the first request mostly stays forgotten
+    assert uk.accuracy(last, *steps[0]["task"].forget_set()) <= 50  # the first request mostly stays forgotten

@@ -1,5 +1,6 @@
 """JiT (Foster et al.): the loss of Eq. 1, Algorithm 1, zero-shot access, batch-norm handling, the
 information measure of Definitions 4.1-4.2, and boundary shrinking (Chen et al. 2023)."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -34,6 +35,7 @@ def cnn_model(digits):
 
 # ----------------------------------------------------------------------------- the loss, Eq. 1
 
+
 def test_loss_is_zero_for_a_constant_function():
     m = mlp()
     with torch.no_grad():
@@ -43,15 +45,17 @@ def test_loss_is_zero_for_a_constant_function():
     x = torch.randn(5, 2, generator=gen())
     loss = jit_loss(m, x, sigma=0.3, n_samples=10, generator=gen())
     assert loss.item() == 0.0
-    loss.backward()                                   # the norm at zero must not produce NaN gradients
+    loss.backward()  # the norm at zero must not produce NaN gradients
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
 
 
 def test_loss_of_a_linear_model_is_independent_of_sigma_and_matches_eq1():
-    m = mlp(d=4, k=3, hidden=())                      # Normalize + Linear: f(x) = W x + b
+    m = mlp(d=4, k=3, hidden=())  # Normalize + Linear: f(x) = W x + b
     x = torch.randn(6, 4, generator=gen(1))
-    losses = [jit_loss(m, x, sigma=s, n_samples=8, generator=gen(7), reduction="none").detach()
-              for s in (1e-3, 0.5, 20.0)]
+    losses = [
+        jit_loss(m, x, sigma=s, n_samples=8, generator=gen(7), reduction="none").detach()
+        for s in (1e-3, 0.5, 20.0)
+    ]
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(losses[1], losses[2], rtol=1e-4, atol=1e-6)
     # Eq. 1 by hand: mean over copies of ||W xi|| / ||xi||, xi drawn exactly as jit_loss draws them
@@ -63,8 +67,9 @@ def test_loss_of_a_linear_model_is_independent_of_sigma_and_matches_eq1():
 
 
 def test_noise_is_measured_in_the_models_normalised_space():
-    # with Normalize(std=s) inside, "model" noise of sigma is pixel noise sigma*s and ||xi|| is the model-space norm,
-    # so a linear model gives the same loss as with std 1; "input" noise is not rescaled and the loss changes by 1/s
+    # with Normalize(std=s) inside, "model" noise of sigma is pixel noise sigma*s and ||xi|| is the
+    # model-space norm, so a linear model gives the same loss as with std 1; "input" noise is not
+    # rescaled and the loss changes by 1/s
     uk.set_seed(0)
     a = uk.build_model("mlp", in_shape=(1, 2, 2), num_classes=2, hidden=(), mean=[0.0], std=[1.0])
     b = uk.build_model("mlp", in_shape=(1, 2, 2), num_classes=2, hidden=(), mean=[0.0], std=[0.25])
@@ -92,7 +97,7 @@ def test_differentiating_both_terms_leaves_the_output_bias_without_gradient():
     x = torch.randn(4, 2, generator=gen())
     jit_loss(m, x, sigma=0.5, n_samples=6, generator=gen(), detach_noisy=False).backward()
     head = m.net.net[-1]
-    assert head.bias.grad.abs().max() < 1e-6            # b cancels in f(x) - f(x + xi)
+    assert head.bias.grad.abs().max() < 1e-6  # b cancels in f(x) - f(x + xi)
     assert head.weight.grad.abs().sum() > 0 and m.net.net[1].weight.grad.abs().sum() > 0
 
 
@@ -101,6 +106,7 @@ def test_clamped_copies_stay_in_range_and_the_denominator_is_the_realised_step()
     class Identity(nn.Module):
         def forward(self, z):
             return z.flatten(1)
+
     x = torch.tensor([[0.0, 1.0], [0.5, 0.99]])
     for clamp in (None, (0.0, 1.0)):
         loss = jit_loss(Identity(), x, 0.3, 20, generator=gen(), clamp=clamp, noise_space="input")
@@ -141,6 +147,7 @@ def test_bad_inputs_get_clear_errors():
 
 # ----------------------------------------------------------------------------- Algorithm 1 and access
 
+
 def test_jit_is_zero_shot_and_never_touches_retain_or_test_data():
     assert jit.access == "forget" and uk.methods.boundary_shrink.access == "forget"
     data = uk.make_toy("blobs", n_train=60, n_test=20, centers=2)
@@ -176,7 +183,7 @@ def test_jit_matches_algorithm_1_written_out_with_gradients_cleared_every_step()
         g = gen(5)
         order = torch.randperm(len(x), generator=g)
         for i in order:
-            loss = jit_loss(m, x[i:i + 1], 0.3, 6, generator=g, reduction="sum")
+            loss = jit_loss(m, x[i : i + 1], 0.3, 6, generator=g, reduction="sum")
             if clear:
                 opt.zero_grad()
             loss.backward()
@@ -191,9 +198,10 @@ def test_jit_matches_algorithm_1_written_out_with_gradients_cleared_every_step()
 
 def test_default_batch_is_the_authors_128_with_losses_summed_into_one_step():
     import inspect
+
     assert inspect.signature(jit).parameters["batch_size"].default == 128
     data = uk.make_toy("moons", n_train=300, n_test=20)
-    task = uk.forget_instances(data, list(range(0, 300, 2)))          # 150 samples: 2 batches
+    task = uk.forget_instances(data, list(range(0, 300, 2)))  # 150 samples: 2 batches
     uk.set_seed(0)
     model = uk.build_model("mlp", data, hidden=(16,))
     out = jit(model, task, sigma=0.3, lr=0.01, n_samples=6, seed=3)
@@ -244,15 +252,27 @@ def test_frozen_batch_norm_keeps_running_statistics_and_per_sample_independence(
     assert first(tr1, x[[0, 1]]) != pytest.approx(first(tr2, x[[0, 2]]), rel=1e-5)
 
 
-# ----------------------------------------------------------------------------- the toy: a high-information point
+# -------------------------------------------------------------------------- the toy: a high-information point
+
 
 @pytest.fixture(scope="module")
 def moons_model():
     data = uk.make_toy("moons", n_train=100, n_test=400, noise=0.25)
     uk.set_seed(0)
     model = uk.build_model("mlp", data, hidden=(64, 64))
-    uk.fit(model, data.x_train, data.y_train, epochs=300, batch_size=100, lr=0.01, optimizer="adam",
-           weight_decay=1e-3, schedule="constant", progress=False, seed=0)
+    uk.fit(
+        model,
+        data.x_train,
+        data.y_train,
+        epochs=300,
+        batch_size=100,
+        lr=0.01,
+        optimizer="adam",
+        weight_decay=1e-3,
+        schedule="constant",
+        progress=False,
+        seed=0,
+    )
     return data, model
 
 
@@ -263,23 +283,30 @@ def test_unlearning_a_high_information_point_flips_it_and_spares_the_rest(moons_
     pred = uk.predict(model, x).argmax(1)
     ok = (pred == y) & ~alpha.isnan()
     hi = min(torch.nonzero(ok).flatten().tolist(), key=lambda i: alpha[i].item())
-    lo = max(torch.nonzero(~alpha.isnan()).flatten().tolist(),
-             key=lambda i: (alpha[i].item(), int(((x - x[i]).norm(dim=1) <= 0.5).sum())))
+    lo = max(
+        torch.nonzero(~alpha.isnan()).flatten().tolist(),
+        key=lambda i: (alpha[i].item(), int(((x - x[i]).norm(dim=1) <= 0.5).sum())),
+    )
     assert alpha[hi] < 0.1 and alpha[lo] == 1.0
     others_acc = uk.accuracy(model, x[torch.arange(len(x)) != hi], y[torch.arange(len(x)) != hi])
     task = uk.forget_instances(data, [hi])
     unlearned = jit(model, task, sigma=1.0, lr=1e-2, n_samples=25)
-    assert uk.predict(unlearned, x[hi:hi + 1]).argmax(1).item() != y[hi].item(), "the point was not forgotten"
+    assert uk.predict(unlearned, x[hi : hi + 1]).argmax(1).item() != y[hi].item(), (
+        "the point was not forgotten"
+    )
     xr, yr = task.retain_set()
     assert others_acc > 95
-    assert uk.accuracy(unlearned, xr, yr) >= 90.0, "accuracy on the other points fell below the stated bound (90%)"
+    assert uk.accuracy(unlearned, xr, yr) >= 90.0, (
+        "accuracy on the other points fell below the stated bound (90%)"
+    )
     # the same step leaves a low-information point alone
     kept = jit(model, uk.forget_instances(data, [lo]), sigma=1.0, lr=1e-2, n_samples=25)
-    assert uk.predict(kept, x[lo:lo + 1]).argmax(1).item() == y[lo].item()
-    assert torch.softmax(uk.predict(kept, x[lo:lo + 1]), 1)[0, y[lo]] > 0.9
+    assert uk.predict(kept, x[lo : lo + 1]).argmax(1).item() == y[lo].item()
+    assert torch.softmax(uk.predict(kept, x[lo : lo + 1]), 1)[0, y[lo]] > 0.9
 
 
 # ----------------------------------------------------------------------------- information (Defs 4.1-4.2)
+
 
 def test_sample_information_counts_agreeing_neighbours():
     x = torch.tensor([[0.0], [0.1], [0.2], [0.3], [5.0]])
@@ -295,9 +322,10 @@ def test_sample_information_counts_agreeing_neighbours():
 
 
 def test_model_information_reads_the_models_neighbourhood():
-    class Halfplane(nn.Module):                      # class 1 iff the first coordinate is positive
+    class Halfplane(nn.Module):  # class 1 iff the first coordinate is positive
         def forward(self, z):
             return torch.stack([-z[:, 0], z[:, 0]], 1) * 10
+
     m = Halfplane()
     m.register_parameter("dummy", nn.Parameter(torch.zeros(1)))
     x = torch.tensor([[5.0, 0.0], [0.0, 0.0], [-5.0, 0.0]])
@@ -308,12 +336,22 @@ def test_model_information_reads_the_models_neighbourhood():
 
 # ----------------------------------------------------------------------------- boundary shrinking
 
+
 def test_boundary_shrink_relabels_with_nearest_false_labels_and_forgets():
     data = uk.make_toy("blobs", n_train=100, n_test=100, centers=2)
     uk.set_seed(0)
     model = uk.build_model("mlp", data, hidden=(32,))
-    uk.fit(model, data.x_train, data.y_train, epochs=100, batch_size=100, lr=0.01, optimizer="adam",
-           progress=False, seed=0)
+    uk.fit(
+        model,
+        data.x_train,
+        data.y_train,
+        epochs=100,
+        batch_size=100,
+        lr=0.01,
+        optimizer="adam",
+        progress=False,
+        seed=0,
+    )
     task = uk.forget_classes(data, [0])
     xf, yf = task.forget_set()
     small = uk.methods.nearest_false_labels(model, xf, yf, bound=0.01)

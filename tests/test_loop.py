@@ -1,15 +1,14 @@
 """Library v2: one profile, one descent loop, divergence as a result, results with spread, dry-run caps."""
+
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_mlp
 
 import unlearnkit as uk
 from unlearnkit import profiles
-
-from conftest import tiny_mlp
 
 
 @pytest.fixture(autouse=True)
@@ -21,12 +20,13 @@ def _fresh_profile():
 
 # ----------------------------------------------------------------------------- one source of truth
 
+
 def test_profile_config_and_uk_config_follow_the_active_profile(monkeypatch):
     monkeypatch.setenv("UNLEARNKIT_PROFILE", "quick")
     C = {"smoke": {"n": 1}, "quick": {"n": 2}, "full": {"n": 3}}
     P = uk.profile("smoke", device="cpu", quiet=True)
     assert P.config(C).n == 1
-    assert uk.config(C).n == 1            # today's bug: uk.config read the environment again
+    assert uk.config(C).n == 1  # today's bug: uk.config read the environment again
     assert uk.config(C, "full").n == 3
 
 
@@ -64,19 +64,41 @@ def test_check_asserts_and_is_skipped_in_a_dry_run(capsys):
 
 # ----------------------------------------------------------------------------- the loop
 
+
 def test_descend_minimises_a_loss_and_honours_the_step_cap_and_early_stop(digits):
     m = tiny_mlp(digits)
     x, y = digits.x_train, digits.y_train
     before = F.cross_entropy(uk.predict(m, x), y).item()
-    h = uk.descend(m, lambda e: uk.batches(x, y, batch_size=32, shuffle=True), lambda mm, xb, yb:
-                   F.cross_entropy(mm(xb), yb), epochs=3, lr=0.1, progress=False)
+    h = uk.descend(
+        m,
+        lambda e: uk.batches(x, y, batch_size=32, shuffle=True),
+        lambda mm, xb, yb: F.cross_entropy(mm(xb), yb),
+        epochs=3,
+        lr=0.1,
+        progress=False,
+    )
     assert F.cross_entropy(uk.predict(m, x), y).item() < before
     assert h.steps == 3 * math.ceil(len(x) / 32) and h.epochs == 3
-    h = uk.descend(m, [(x[:8], y[:8])] * 5, lambda mm, xb, yb: F.cross_entropy(mm(xb), yb), epochs=4,
-                   max_steps=7, lr=0.01, progress=False)
+    h = uk.descend(
+        m,
+        [(x[:8], y[:8])] * 5,
+        lambda mm, xb, yb: F.cross_entropy(mm(xb), yb),
+        epochs=4,
+        max_steps=7,
+        lr=0.01,
+        progress=False,
+    )
     assert h.steps == 7
-    h = uk.descend(m, [(x[:8], y[:8])] * 5, lambda mm, xb, yb: F.cross_entropy(mm(xb), yb), epochs=4,
-                   stop=lambda mm: True, stop_every=3, lr=0.01, progress=False)
+    h = uk.descend(
+        m,
+        [(x[:8], y[:8])] * 5,
+        lambda mm, xb, yb: F.cross_entropy(mm(xb), yb),
+        epochs=4,
+        stop=lambda mm: True,
+        stop_every=3,
+        lr=0.01,
+        progress=False,
+    )
     assert h.steps == 3 and h.stopped_early
 
 
@@ -97,8 +119,15 @@ def test_divergence_raises_diverged_error_naming_the_method_and_step(digits, tra
     assert e.value.method == "neggrad" and isinstance(e.value, ValueError)
     m = tiny_mlp(digits)
     with pytest.raises(uk.DivergedError, match=r"diverged at step \d+"):
-        uk.fit(m, digits.x_train, digits.y_train * 0 + float("nan") if False else digits.y_train, epochs=2,
-               lr=1e12, progress=False, weight_decay=0.0)
+        uk.fit(
+            m,
+            digits.x_train,
+            digits.y_train * 0 + float("nan") if False else digits.y_train,
+            epochs=2,
+            lr=1e12,
+            progress=False,
+            weight_decay=0.0,
+        )
 
 
 def test_predict_is_float32_and_does_not_autocast(digits, trained_mlp):
@@ -119,10 +148,17 @@ def test_few_trims_loops_only_in_a_dry_run():
 
 # ----------------------------------------------------------------------------- runner and spread
 
+
 def test_run_methods_takes_names_and_pairs_and_records_diverged_rows(digits, trained_mlp):
     task = uk.forget_classes(digits, [0])
-    df, models = uk.run_methods(["finetune", ("neggrad", {"lr": 1e6, "epochs": 5})], trained_mlp, task,
-                                extra_models={"original": trained_mlp}, verbose=False, mia=False)
+    df, models = uk.run_methods(
+        ["finetune", ("neggrad", {"lr": 1e6, "epochs": 5})],
+        trained_mlp,
+        task,
+        extra_models={"original": trained_mlp},
+        verbose=False,
+        mia=False,
+    )
     assert list(df.index) == ["original", "finetune", "neggrad (lr=1000000.0, epochs=5)"]
     bad = df.loc["neggrad (lr=1000000.0, epochs=5)"]
     assert bool(bad["diverged"]) and math.isnan(bad["test_retain"]) and "diverged" in bad["error"]
@@ -139,10 +175,11 @@ def test_run_methods_takes_names_and_pairs_and_records_diverged_rows(digits, tra
 
 def test_every_method_diverging_still_gives_a_table(digits, trained_mlp):
     task = uk.forget_classes(digits, [0])
-    df, models = uk.run_methods([("neggrad", {"lr": 1e6, "epochs": 5})], trained_mlp, task,
-                                verbose=False, mia=False)
+    df, models = uk.run_methods(
+        [("neggrad", {"lr": 1e6, "epochs": 5})], trained_mlp, task, verbose=False, mia=False
+    )
     assert models == {} and bool(df.iloc[0]["diverged"]) and "diverged" in df.iloc[0]["error"]
-    assert uk.format_table(df).iloc[0].tolist() == []        # no metric columns, nothing to show
+    assert uk.format_table(df).iloc[0].tolist() == []  # no metric columns, nothing to show
 
 
 def test_finite_weights_with_nan_outputs_count_as_diverged(digits):
@@ -161,8 +198,9 @@ def test_finite_weights_with_nan_outputs_count_as_diverged(digits):
         task = uk.forget_classes(digits, [0])
         with pytest.raises(uk.DivergedError, match="NaN or infinite"):
             nan_outputs(model, task)
-        df, _ = uk.run_methods(["_nan_outputs_for_test"], model, task, verbose=False, mia=True,
-                               extra_models={"original": model})
+        df, _ = uk.run_methods(
+            ["_nan_outputs_for_test"], model, task, verbose=False, mia=True, extra_models={"original": model}
+        )
         assert bool(df.loc["_nan_outputs_for_test", "diverged"]) and not df.loc["original", "diverged"]
     finally:
         REGISTRY.pop("_nan_outputs_for_test", None)
@@ -170,18 +208,29 @@ def test_finite_weights_with_nan_outputs_count_as_diverged(digits):
 
 def test_one_run_shows_no_spread(digits, tmp_path):
     uk.profile("smoke", device="cpu", quiet=True)
-    train = dict(model="mlp", model_kwargs={"hidden": (32,)}, epochs=2, lr=0.1, progress=False, cache_dir=tmp_path)
-    sp = uk.run_spread(["finetune"], lambda c, s: uk.forget_classes(digits, [c]), train, seeds=(0,),
-                       forget=(0,), mia=False)
+    train = dict(
+        model="mlp", model_kwargs={"hidden": (32,)}, epochs=2, lr=0.1, progress=False, cache_dir=tmp_path
+    )
+    sp = uk.run_spread(
+        ["finetune"], lambda c, s: uk.forget_classes(digits, [c]), train, seeds=(0,), forget=(0,), mia=False
+    )
     cell = sp.table(["test_retain"]).loc["finetune", "test_retain"]
     assert "±" not in cell and float(cell) > 50
 
 
 def test_run_spread_repeats_over_seeds_and_classes(digits, tmp_path):
     uk.profile("smoke", device="cpu", quiet=True)
-    train = dict(model="mlp", model_kwargs={"hidden": (32,)}, epochs=3, lr=0.1, progress=False, cache_dir=tmp_path)
-    sp = uk.run_spread(["finetune", ("neggrad", {"lr": 1e6, "epochs": 5})],
-                       lambda c, s: uk.forget_classes(digits, [c]), train, seeds=(0, 1), forget=(0, 3), mia=False)
+    train = dict(
+        model="mlp", model_kwargs={"hidden": (32,)}, epochs=3, lr=0.1, progress=False, cache_dir=tmp_path
+    )
+    sp = uk.run_spread(
+        ["finetune", ("neggrad", {"lr": 1e6, "epochs": 5})],
+        lambda c, s: uk.forget_classes(digits, [c]),
+        train,
+        seeds=(0, 1),
+        forget=(0, 3),
+        mia=False,
+    )
     assert len(sp.runs) == 2 * 2 * 4
     assert set(sp.runs["seed"]) == {0, 1} and set(sp.runs["forget"]) == {0, 3}
     s = sp.summary(["test_retain"])
@@ -193,12 +242,14 @@ def test_run_spread_repeats_over_seeds_and_classes(digits, tmp_path):
     # the zoo keeps one retrain per seed and forget class
     assert len(list(tmp_path.glob("*retrain*.pt"))) == 4
     import matplotlib
+
     matplotlib.use("Agg")
     ax = uk.plots.spread(sp, "test_retain")
     assert any("diverged" in t.get_text() for t in ax.get_xticklabels())
 
 
 # ----------------------------------------------------------------------------- caps elsewhere
+
 
 def test_fisher_attacks_and_relearn_are_capped_in_a_dry_run(digits, trained_mlp):
     uk.profile("full", device="cpu", quiet=True, dry_run=True)
@@ -227,10 +278,11 @@ def test_bn_stat_change_and_evaluate_errors(digits, trained_mlp):
 
 # ----------------------------------------------------------------------------- methods moved onto the loop
 
+
 def test_relabel_moves_every_forget_sample_to_its_nearest_wrong_class(digits, trained_mlp):
     task = uk.forget_instances(digits, [0, 1, 2, 3])
     xf, yf = task.forget_set()
-    wrong = uk.methods.nearest_wrong_labels(trained_mlp, xf, yf)
+    wrong = uk.methods.runner_up_labels(trained_mlp, xf, yf)
     assert (wrong != yf).all()
     logits = uk.predict(trained_mlp, xf)
     logits[torch.arange(4), yf] = -1e9
@@ -254,20 +306,23 @@ def test_random_labels_defaults_to_the_benchmarks_adam_and_moves_more_than_sgd(d
 
 def test_fisher_forgetting_variance_is_averaged_over_input_units_only():
     from unlearnkit.methods.baselines import _fisher_variance
+
     p = torch.zeros(2, 3, 2, 2)
     f = torch.ones(2, 3, 2, 2)
-    f[:, :, 0, 0] = 0.5                       # kernel position (0, 0) is less informative
+    f[:, :, 0, 0] = 0.5  # kernel position (0, 0) is less informative
     var = _fisher_variance(f, p, alpha=1.0, max_var=1e3, is_head=False)
     assert var.shape == p.shape
     assert torch.allclose(var[:, :, 0, 0], torch.full((2, 3), 2.0, dtype=var.dtype), atol=1e-6)
-    assert torch.allclose(var[:, :, 1, 1], torch.ones(2, 3), atol=1e-6)   # positions are not mixed
+    assert torch.allclose(var[:, :, 1, 1], torch.ones(2, 3), atol=1e-6)  # positions are not mixed
 
 
 def test_same_seed_same_numbers_on_cpu(digits, trained_mlp):
     task = uk.forget_classes(digits, [2])
-    a, _ = uk.run_methods(["finetune", ("jit", {"sigma": 0.5, "lr": 1e-3})], trained_mlp, task, verbose=False,
-                          mia=False, seed=4)
-    b, _ = uk.run_methods(["finetune", ("jit", {"sigma": 0.5, "lr": 1e-3})], trained_mlp, task, verbose=False,
-                          mia=False, seed=4)
+    a, _ = uk.run_methods(
+        ["finetune", ("jit", {"sigma": 0.5, "lr": 1e-3})], trained_mlp, task, verbose=False, mia=False, seed=4
+    )
+    b, _ = uk.run_methods(
+        ["finetune", ("jit", {"sigma": 0.5, "lr": 1e-3})], trained_mlp, task, verbose=False, mia=False, seed=4
+    )
     cols = ["test_retain", "test_forget", "train_forget"]
     assert a[cols].equals(b[cols])

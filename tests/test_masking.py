@@ -1,18 +1,19 @@
 """Fisher masking: Proposition 1 on a hand-computed case, the masks (budget, classifier, access),
 the poisoned datasets, and that masking + fine-tuning forgets a class."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
-
-import unlearnkit as uk
-from unlearnkit.methods import masking
-from unlearnkit import theory
 from conftest import CPU
 
+import unlearnkit as uk
+from unlearnkit import theory
+from unlearnkit.methods import masking
 
 # ----------------------------------------------------------------------------- theory (Eq. 2)
+
 
 def hand_case():
     # 4 samples, 2 features, orthogonal columns: the diagonal Fisher is the whole Fisher
@@ -26,12 +27,12 @@ def test_kl_and_bound_by_hand():
     X, y, forget = hand_case()
     F, Fr, Ff = theory.diag_fishers(X, forget)
     assert np.allclose(F, [5, 10]) and np.allclose(Fr, [1, 1]) and np.allclose(Ff, [4, 9])
-    w_r = theory.solve(X[~forget], y[~forget])               # w_r = (1, 2)
-    w = theory.solve(X, y)                                   # w = (5/5, (2 + 9)/10) = (1, 1.1)
+    w_r = theory.solve(X[~forget], y[~forget])  # w_r = (1, 2)
+    w = theory.solve(X, y)  # w = (5/5, (2 + 9)/10) = (1, 1.1)
     assert np.allclose(w_r, [1, 2]) and np.allclose(w, [1, 1.1])
     assert np.allclose(theory.solve(X, y, kind="diag"), w)
     mask = np.array([False, True])
-    w_hat = theory.masked(w, mask)                           # (1, 0)
+    w_hat = theory.masked(w, mask)  # (1, 0)
     # KL = 1/2 Δᵀ F Δ, F = XᵀX / 4 = diag(5/4, 10/4), Δ = (0, 2): 1/2 · 4 · 10/4 = 5
     assert math.isclose(theory.kl(X, w_r, w_hat), 5.0)
     # Eq. 2: λ = 10, |D| = 4, b_r = (1, 2), b_f = (2, 9): c1 = 4, c2 = 81, c = 162 · (1 + 1) = 324;
@@ -57,6 +58,7 @@ def test_mask_rules_and_errors():
 
 
 # ----------------------------------------------------------------------------- masks
+
 
 @pytest.fixture(scope="module")
 def cnn_task():
@@ -96,9 +98,9 @@ def test_registered_and_access(cnn_task):
     view = task.view("forget", method="zero_shot")
     with pytest.raises(uk.AccessError):
         view.retain_set()
-    with pytest.raises(uk.AccessError):                       # 'mask' cannot run on a forget-only view
+    with pytest.raises(uk.AccessError):  # 'mask' cannot run on a forget-only view
         uk.get_method("mask")(model, view, finetune_epochs=0)
-    out = uk.methods.mask_forget_only(model, view, ratio=0.05)   # ... the forget-only variant can
+    out = uk.methods.mask_forget_only(model, view, ratio=0.05)  # ... the forget-only variant can
     assert out.unlearn_info["masked"] == masking.budget(model, 0.05)
     sub = uk.methods.mask_retain_subset(model, task, ratio=0.05, n_retain=20, finetune_epochs=1)
     assert sub.unlearn_info["n_retain"] == 20
@@ -141,8 +143,9 @@ def test_same_seed_same_model(cnn_task):
 def test_fisher_mask_then_finetune_forgets_a_class(cnn_task):
     model, task = cnn_task
     before = uk.accuracy(model, *task.test_forget())
-    out = uk.methods.mask(model, task, score="fisher", ratio=0.05, finetune_epochs=3, lr=0.05,
-                          batch_size=32, keep_epochs=True)
+    out = uk.methods.mask(
+        model, task, score="fisher", ratio=0.05, finetune_epochs=3, lr=0.05, batch_size=32, keep_epochs=True
+    )
     assert before > 80
     assert uk.accuracy(out, *task.test_forget()) < 20
     assert uk.accuracy(out, *task.test_retain()) > 60
@@ -150,6 +153,7 @@ def test_fisher_mask_then_finetune_forgets_a_class(cnn_task):
 
 
 # ----------------------------------------------------------------------------- poison
+
 
 def test_backdoor_trigger_planted_as_described():
     data = uk.load_dataset("digits", device="cpu")
@@ -177,9 +181,11 @@ def test_mislabel():
     data = uk.load_dataset("digits", device="cpu")
     noisy, task = uk.poison.mislabel(data, 0.3, seed=0)
     changed = (noisy.y_train != data.y_train).nonzero().flatten()
-    assert torch.equal(task.forget_idx, changed) and 0.2 * len(data.y_train) < len(changed) <= 0.3 * len(
-        data.y_train) + 1
-    assert torch.equal(noisy.y_train.bincount(), data.y_train.bincount())     # shuffled, not redrawn
+    assert (
+        torch.equal(task.forget_idx, changed)
+        and 0.2 * len(data.y_train) < len(changed) <= 0.3 * len(data.y_train) + 1
+    )
+    assert torch.equal(noisy.y_train.bincount(), data.y_train.bincount())  # shuffled, not redrawn
     with pytest.raises(ValueError, match="share"):
         uk.poison.mislabel(data, 1.0)
 
@@ -190,11 +196,11 @@ def test_fisher_noise_is_eq1_std_scales_as_h_to_the_minus_quarter():
     h = {"weight": torch.ones(100, 200), "bias": torch.full((100,), 16.0)}
     g = torch.Generator().manual_seed(0)
     masking.eq1_noise(net, h, lam_sigma2=1e-4, max_std=10.0, generator=g)
-    std_w = (net.weight - before["weight"]).std().item()     # (1e-4)^{1/4} · 1^{-1/4} = 0.1
-    std_b = (net.bias - before["bias"]).std().item()         # 0.1 · 16^{-1/4} = 0.05
+    std_w = (net.weight - before["weight"]).std().item()  # (1e-4)^{1/4} · 1^{-1/4} = 0.1
+    std_b = (net.bias - before["bias"]).std().item()  # 0.1 · 16^{-1/4} = 0.05
     assert std_w == pytest.approx(0.1, rel=0.05) and std_b == pytest.approx(0.05, rel=0.2)
     masking.eq1_noise(net, {"weight": torch.zeros(100, 200)}, lam_sigma2=1e-4, max_std=0.01, generator=g)
-    assert (net.weight - before["weight"]).abs().max() < 1.0    # the cap holds where h = 0
+    assert (net.weight - before["weight"]).abs().max() < 1.0  # the cap holds where h = 0
 
 
 def test_fisher_noise_does_not_zero_the_forgotten_row(cnn_task):
@@ -205,6 +211,8 @@ def test_fisher_noise_does_not_zero_the_forgotten_row(cnn_task):
     assert out.unlearn_info["noise_std_mean"] > 0
     a = uk.methods.fisher_noise(model, task, n_samples=50, finetune_epochs=0, lam_sigma2=1e-10, seed=0)
     b = uk.methods.fisher_noise(model, task, n_samples=50, finetune_epochs=0, lam_sigma2=1e-6, seed=0)
+
     def dist(m):
         return sum((p - q).norm().item() for p, q in zip(m.parameters(), model.parameters()))
+
     assert dist(a) < dist(b)

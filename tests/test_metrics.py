@@ -1,5 +1,6 @@
 """The yardsticks against values worked out by hand on tiny tensors, and their behaviour on a
 small digits task."""
+
 import math
 
 import numpy as np
@@ -22,7 +23,9 @@ def fixed_output_model(logits, d=2):
 
 def linear_model(weight, bias):
     weight = torch.as_tensor(weight, dtype=torch.float32)
-    m = uk.build_model("mlp", in_shape=(weight.shape[1],), num_classes=weight.shape[0], hidden=(), device="cpu")
+    m = uk.build_model(
+        "mlp", in_shape=(weight.shape[1],), num_classes=weight.shape[0], hidden=(), device="cpu"
+    )
     with torch.no_grad():
         m.net.net[-1].weight.copy_(weight)
         m.net.net[-1].bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
@@ -31,10 +34,15 @@ def linear_model(weight, bias):
 
 # ----------------------------------------------------------------------------- entropy
 
+
 def test_entropy_by_hand():
-    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0],            # uniform over 4: ln 4
-                           [0.0, math.log(3.0), -1e4, -1e4],  # p = (1/4, 3/4, 0, 0)
-                           [50.0, 0.0, 0.0, 0.0]])          # nearly one-hot: ~0
+    logits = torch.tensor(
+        [
+            [0.0, 0.0, 0.0, 0.0],  # uniform over 4: ln 4
+            [0.0, math.log(3.0), -1e4, -1e4],  # p = (1/4, 3/4, 0, 0)
+            [50.0, 0.0, 0.0, 0.0],
+        ]
+    )  # nearly one-hot: ~0
     h = uk.entropy(logits)
     expected = torch.tensor([math.log(4.0), -(0.25 * math.log(0.25) + 0.75 * math.log(0.75)), 0.0])
     torch.testing.assert_close(h, expected, atol=1e-5, rtol=1e-5)
@@ -56,17 +64,22 @@ def test_output_entropy_of_a_model():
 
 # ----------------------------------------------------------------------------- unlearn score
 
-@pytest.mark.parametrize("remain, forget, expected", [
-    (90.0, 50.0, 60.0),       # 0.9 / 1.5
-    (100.0, 0.0, 100.0),      # the ideal
-    (80.0, 100.0, 40.0),      # nothing forgotten halves the score
-    (0.0, 0.0, 0.0),
-])
+
+@pytest.mark.parametrize(
+    "remain, forget, expected",
+    [
+        (90.0, 50.0, 60.0),  # 0.9 / 1.5
+        (100.0, 0.0, 100.0),  # the ideal
+        (80.0, 100.0, 40.0),  # nothing forgotten halves the score
+        (0.0, 0.0, 0.0),
+    ],
+)
 def test_unlearn_score_by_hand(remain, forget, expected):
     assert uk.unlearn_score(remain, forget) == pytest.approx(expected)
 
 
 # ----------------------------------------------------------------------------- JS divergence
+
 
 def test_js_divergence_of_probabilities_by_hand():
     p = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.3, 0.7]])
@@ -74,7 +87,7 @@ def test_js_divergence_of_probabilities_by_hand():
     js = js_divergence_probs(p, q)
     expected = torch.tensor([math.log(2.0), 0.75 * math.log(4.0 / 3.0), 0.0])
     torch.testing.assert_close(js, expected, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(js_divergence_probs(q, p), js)       # symmetric
+    torch.testing.assert_close(js_divergence_probs(q, p), js)  # symmetric
 
 
 def test_js_divergence_between_models_by_hand():
@@ -95,6 +108,7 @@ def test_activation_distance_by_hand():
 
 # ----------------------------------------------------------------------------- CKA
 
+
 def test_linear_cka_by_hand():
     a = torch.tensor([[1.0], [0.0], [-1.0]])
     b = torch.tensor([[1.0], [1.0], [-2.0]])
@@ -107,12 +121,13 @@ def test_linear_cka_invariances():
     x = torch.randn(30, 5, generator=g)
     q, _ = torch.linalg.qr(torch.randn(5, 5, generator=g))
     assert uk.linear_cka(x, x) == pytest.approx(1.0)
-    assert uk.linear_cka(x, 3.0 * x @ q + 2.0) == pytest.approx(1.0)        # rotation, scale, shift
+    assert uk.linear_cka(x, 3.0 * x @ q + 2.0) == pytest.approx(1.0)  # rotation, scale, shift
     noise = torch.randn(30, 5, generator=g)
     assert uk.linear_cka(x, noise) < 0.6
 
 
 # ----------------------------------------------------------------------------- weight distance
+
 
 def test_weight_distance_by_hand():
     a = linear_model(torch.zeros(2, 3), torch.zeros(2))
@@ -121,11 +136,12 @@ def test_weight_distance_by_hand():
     assert list(df["layer"]) == ["net.net.1.weight", "net.net.1.bias"]
     assert df["distance"].tolist() == pytest.approx([math.sqrt(6), math.sqrt(8)])
     rel = uk.weight_distance(a, b, relative=True)["distance"].tolist()
-    assert rel == pytest.approx([1.0, 1.0])            # |0 - b| / |b|
+    assert rel == pytest.approx([1.0, 1.0])  # |0 - b| / |b|
     assert uk.weight_distance(b, b)["distance"].sum() == 0.0
 
 
 # ----------------------------------------------------------------------------- accuracy, predictions
+
 
 def test_accuracy_by_hand():
     # logits = x: predicts the index of the larger coordinate
@@ -148,6 +164,7 @@ def test_per_sample_loss_by_hand():
 
 # ----------------------------------------------------------------------------- behaviour on a task
 
+
 def test_membership_inference_sees_the_training_set(digits, trained_mlp):
     # the model was trained on every training sample: a random forget set looks like members
     task = uk.forget_random(digits, 60, seed=0)
@@ -166,8 +183,18 @@ def test_membership_inference_sees_the_training_set(digits, trained_mlp):
 def test_evaluate_table(task0, trained_mlp):
     blank = uk.build_model("mlp", task0.data, hidden=(32,), device="cpu")
     df = uk.evaluate({"original": trained_mlp, "retrain": blank}, task0)
-    for col in ("train_forget", "train_retain", "test_forget", "test_retain", "E_F", "unlearn_score",
-                "MIA_entropy_%", "MIA_loss_AUC", "seconds", "JS_to_retrain"):
+    for col in (
+        "train_forget",
+        "train_retain",
+        "test_forget",
+        "test_retain",
+        "E_F",
+        "unlearn_score",
+        "MIA_entropy_%",
+        "MIA_loss_AUC",
+        "seconds",
+        "JS_to_retrain",
+    ):
         assert col in df.columns, col
     row = df.loc["original"]
     xf, yf = task0.forget_set()
@@ -193,7 +220,7 @@ def test_evaluate_random_forgetting_has_no_test_forget(digits, trained_mlp):
 def test_relearn_time_both_definitions(task0, trained_mlp):
     xf, yf = task0.forget_set()
     acc = uk.accuracy(trained_mlp, xf, yf)
-    assert uk.relearn_time(trained_mlp, task0, target=acc) == 0        # already there
+    assert uk.relearn_time(trained_mlp, task0, target=acc) == 0  # already there
     loss = per_sample_loss(trained_mlp, xf, yf).mean().item()
     assert uk.relearn_time(trained_mlp, task0, target=loss, definition="mask") == 0
     # a model that forgot class 0 through its head needs at least one epoch, and the curve is recorded
@@ -206,8 +233,8 @@ def test_relearn_time_both_definitions(task0, trained_mlp):
     assert 1 <= epochs <= 4
     assert [c["epoch"] for c in curve] == list(range(len(curve)))
     assert curve[0]["forget_acc"] == 0.0
-    assert uk.relearn_time(forgot, task0, target=101.0, max_epochs=1) == 2      # never: max_epochs + 1
-    assert uk.accuracy(forgot, xf, yf) == 0.0                                   # the input is not changed
+    assert uk.relearn_time(forgot, task0, target=101.0, max_epochs=1) == 2  # never: max_epochs + 1
+    assert uk.accuracy(forgot, xf, yf) == 0.0  # the input is not changed
 
 
 def test_linear_cka_wide_features_match_narrow_form():
@@ -219,6 +246,6 @@ def test_linear_cka_wide_features_match_narrow_form():
     ac, bc = (a - a.mean(0)).double(), (b - b.mean(0)).double()
     by_features = float((ac.T @ bc).norm() ** 2 / ((ac.T @ ac).norm() * (bc.T @ bc).norm()))
     assert uk.linear_cka(a, b) == pytest.approx(by_features, rel=1e-6)
-    wide = torch.randn(8, 70_000, generator=g)                  # d x d would be 39 GB
+    wide = torch.randn(8, 70_000, generator=g)  # d x d would be 39 GB
     assert uk.linear_cka(wide, wide) == pytest.approx(1.0)
     assert 0.0 <= uk.linear_cka(wide, torch.randn(8, 70_000, generator=g)) < 1.0

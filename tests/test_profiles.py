@@ -1,4 +1,5 @@
 """Profiles, the provenance line, device choice and seeding."""
+
 import random
 import warnings
 
@@ -9,8 +10,11 @@ import torch
 import unlearnkit as uk
 from unlearnkit.profiles import PROFILES, profile_name
 
-CONFIGS = {"smoke": {"epochs": 1, "dataset": "digits"}, "quick": {"epochs": 5, "dataset": "digits"},
-           "full": {"epochs": 200, "dataset": "cifar10", "model": "resnet18"}}
+CONFIGS = {
+    "smoke": {"epochs": 1, "dataset": "digits"},
+    "quick": {"epochs": 5, "dataset": "digits"},
+    "full": {"epochs": 200, "dataset": "cifar10", "model": "resnet18"},
+}
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -19,7 +23,7 @@ def test_profile_from_the_environment(monkeypatch, name, capsys):
     monkeypatch.setenv("UNLEARNKIT_DEVICE", "cpu")
     with pytest.warns(uk.GPUWarning, match="needs a GPU") if name == "full" else warnings.catch_warnings():
         if name != "full":
-            warnings.simplefilter("error", uk.GPUWarning)      # only the full profile warns on a CPU
+            warnings.simplefilter("error", uk.GPUWarning)  # only the full profile warns on a CPU
         p = uk.profile(seed=7)
     assert p.name == name and p.device == torch.device("cpu") and p.seed == 7 and not p.on_gpu
     line = capsys.readouterr().out.strip()
@@ -31,7 +35,7 @@ def test_profile_from_the_environment(monkeypatch, name, capsys):
 def test_default_profile_follows_the_hardware(monkeypatch):
     monkeypatch.delenv("UNLEARNKIT_PROFILE", raising=False)
     assert profile_name() == ("full" if torch.cuda.is_available() else "quick")
-    assert profile_name("smoke") == "smoke"                     # the argument wins
+    assert profile_name("smoke") == "smoke"  # the argument wins
 
 
 def test_quiet_profile_prints_nothing(monkeypatch, capsys):

@@ -1,6 +1,7 @@
 """The per-example forget-quality score of the NeurIPS 2023 unlearning challenge (uk.metrics,
 from unlearnkit.quality) on synthetic confidences whose ε is known, its binning, its bootstrap
 error bar and the final score's bounds."""
+
 import inspect
 import math
 
@@ -12,7 +13,7 @@ import unlearnkit as uk
 from unlearnkit import metrics
 from unlearnkit import quality as q
 
-D = 1e-5     # the challenge's δ
+D = 1e-5  # the challenge's δ
 
 
 def test_logit_confidence_matches_naive_and_stays_finite():
@@ -22,7 +23,7 @@ def test_logit_confidence_matches_naive_and_stays_finite():
     p = torch.softmax(z.double(), 1)[torch.arange(50), y]
     naive = p.log() - (1 - p).log()
     assert torch.allclose(metrics.logit_confidence(z, y), naive, atol=1e-9)
-    big = torch.tensor([[60.0, 0.0, -3.0]])          # p_y rounds to 1 in float32
+    big = torch.tensor([[60.0, 0.0, -3.0]])  # p_y rounds to 1 in float32
     s = metrics.logit_confidence(big, torch.tensor([0]))
     assert math.isfinite(float(s)) and abs(float(s) - (60 - math.log(1 + math.exp(-3)))) < 1e-9
     with pytest.raises(ValueError, match="one label per row"):
@@ -97,7 +98,7 @@ def test_interval_attack_catches_a_group_inside_the_other():
     assert single == pytest.approx(math.log(4 - 8 * D), abs=1e-12)
     assert np.isinf(q.example_epsilon(u, r)[0])
     assert np.isinf(q.example_epsilon(u, r, attacks="exhaustive")[0])
-    assert q.forget_quality(u, r, attacks="single") == 0.25      # log 4 in [1, 1.5), 4 bins
+    assert q.forget_quality(u, r, attacks="single") == 0.25  # log 4 in [1, 1.5), 4 bins
     assert q.forget_quality(u, r) == 0.0
     # blurred: intervals still see far more than single thresholds
     rng = np.random.default_rng(7)
@@ -110,15 +111,15 @@ def test_interval_attack_catches_a_group_inside_the_other():
 def test_peaky_examples_score_fifty():
     rng = np.random.default_rng(2)
     r = np.clip(rng.normal(0, 1, size=(32, 6)), -1.9, 1.9)
-    r[0], r[1] = -2.0, 2.0                                   # every range exactly 4
-    u = 0.3 + np.array([0.0, 0.039] + [0.02] * 30)[:, None] * np.ones((1, 6))   # range 0.039
+    r[0], r[1] = -2.0, 2.0  # every range exactly 4
+    u = 0.3 + np.array([0.0, 0.039] + [0.02] * 30)[:, None] * np.ones((1, 6))  # range 0.039
     eps = q.example_epsilon(u, r)
     assert (eps == 50).all()
     assert q.forget_quality(u, r) == 0.0
     assert (q.example_epsilon(u, r, peaky=None) != 50).all()
     u2 = 0.3 + np.array([0.0, 0.041] + [0.02] * 30)[:, None] * np.ones((1, 6))  # 1.025 %
     assert (q.example_epsilon(u2, r) != 50).all()
-    assert (q.example_epsilon(r, u) == 50).all()              # either group can be the peaky one
+    assert (q.example_epsilon(r, u) == 50).all()  # either group can be the peaky one
     # both constant and equal: no attack keeps both rates positive, ε = 0
     c = np.ones((8, 2))
     assert (q.example_epsilon(c, c.copy()) == 0).all()
@@ -142,15 +143,22 @@ def _direct_official(u, r, delta=D):
     """The challenge's attack grids, counted model by model (slow, for a few small examples)."""
     pos, neg = (r, u) if np.median(r) > np.median(u) else (u, r)
     lo, hi = min(pos.min(), neg.min()), max(pos.max(), neg.max())
-    th = torch.linspace(torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64),
-                        int(math.ceil((hi - lo) * 100))).double().numpy()
+    th = (
+        torch.linspace(
+            torch.tensor(lo, dtype=torch.float64),
+            torch.tensor(hi, dtype=torch.float64),
+            int(math.ceil((hi - lo) * 100)),
+        )
+        .double()
+        .numpy()
+    )
     rates = [((pos[:, None] < th).mean(0), (neg[:, None] >= th).mean(0))]
     x, y = (neg, pos) if np.ptp(pos) >= np.ptp(neg) else (pos, neg)
     w = np.ptp(x)
     right = np.linspace(x.min() + w - 2, x.max() + 2, int(math.ceil((x.max() + 2 - (x.min() + w - 2)) * 100)))
     left = np.concatenate([np.linspace(t - w - 2, t - w + 2, 400) for t in right])
     right = np.repeat(right, 400)
-    inside = lambda v: (left <= v[:, None]) & (v[:, None] <= right)     # noqa: E731
+    inside = lambda v: (left <= v[:, None]) & (v[:, None] <= right)  # noqa: E731
     rates.append((1 - inside(x).mean(0), inside(y).mean(0)))
     best = 0.0
     for fnr, fpr in rates:
@@ -158,8 +166,10 @@ def _direct_official(u, r, delta=D):
             return math.inf
         keep = (fnr > 0) & (fpr > 0)
         with np.errstate(invalid="ignore"):
-            e = np.fmax(np.log(1 - delta - fpr[keep]) - np.log(fnr[keep]),
-                        np.log(1 - delta - fnr[keep]) - np.log(fpr[keep]))
+            e = np.fmax(
+                np.log(1 - delta - fpr[keep]) - np.log(fnr[keep]),
+                np.log(1 - delta - fnr[keep]) - np.log(fpr[keep]),
+            )
         e = e[~np.isnan(e)]
         if e.size:
             best = max(best, float(e.max()))
@@ -168,15 +178,17 @@ def _direct_official(u, r, delta=D):
 
 def test_official_grids_match_a_direct_count():
     rng = np.random.default_rng(4)
-    u = np.concatenate([rng.normal(0, 1, (6, 3)), np.round(rng.normal(0, 1, (6, 2)), 1),
-                        rng.normal(0, 0.2, (6, 1))], 1)
-    r = np.concatenate([rng.normal(0.5, 1.5, (6, 3)), np.round(rng.normal(0.3, 1, (6, 2)), 1),
-                        rng.normal(0, 2, (6, 1))], 1)
+    u = np.concatenate(
+        [rng.normal(0, 1, (6, 3)), np.round(rng.normal(0, 1, (6, 2)), 1), rng.normal(0, 0.2, (6, 1))], 1
+    )
+    r = np.concatenate(
+        [rng.normal(0.5, 1.5, (6, 3)), np.round(rng.normal(0.3, 1, (6, 2)), 1), rng.normal(0, 2, (6, 1))], 1
+    )
     got = q.example_epsilon(u, r)
     want = [_direct_official(u[:, i], r[:, i]) for i in range(u.shape[1])]
     assert got == pytest.approx(want, abs=1e-9)
     # the ratios computed without their look-up table (for many models) agree
-    g = np.random.default_rng(10)                                   # groups of 9 and 6
+    g = np.random.default_rng(10)  # groups of 9 and 6
     u9, r6 = g.normal(0, g.uniform(0.3, 3, 30), (9, 30)), g.normal(0.5, 1, (6, 30))
     floored = q.example_epsilon(u9, r6, floor="1/n")
     one, two = q.example_epsilon(u9, r6), q.example_epsilon(u9, r6, two_sided=True)
@@ -204,7 +216,7 @@ def test_grid_counts_are_exact():
         wk[0][:] = qs
         cx, cy = q._count_below(xs, ys, wk[0], wk)
         assert (cx == np.searchsorted(xs, qs)).all() and (cy == np.searchsorted(ys, qs)).all()
-        assert (wk[0] == qs).all()                                  # the queries survive
+        assert (wk[0] == qs).all()  # the queries survive
     st = rng.normal(size=401)
     grid = q._left_grid(st - 3.3, st + 0.7, 400, np.empty((401, 400)))
     assert np.array_equal(grid, np.linspace(st - 3.3, st + 0.7, 400, axis=-1))
@@ -215,12 +227,16 @@ def _brute(u, r, attacks, two_sided=False, delta=D):
     top, bot = (r, u) if np.median(r) > np.median(u) else (u, r)
     x, y = (top, bot) if np.ptp(top) < np.ptp(bot) else (bot, top)
     vals = np.unique(np.concatenate([u, r]))
-    regions = [(a, b, lambda s, t=t: s >= t) for a, b in [(top, bot)] + [(bot, top)] * two_sided
-               for t in vals]
+    regions = [
+        (a, b, lambda s, t=t: s >= t) for a, b in [(top, bot)] + [(bot, top)] * two_sided for t in vals
+    ]
     if attacks == "exhaustive":
-        regions += [(a, b, lambda s, lo=lo, hi=hi: (s >= lo) & (s <= hi))
-                    for a, b in [(x, y)] + [(y, x)] * two_sided
-                    for i, lo in enumerate(vals) for hi in vals[i:]]
+        regions += [
+            (a, b, lambda s, lo=lo, hi=hi: (s >= lo) & (s <= hi))
+            for a, b in [(x, y)] + [(y, x)] * two_sided
+            for i, lo in enumerate(vals)
+            for hi in vals[i:]
+        ]
     best = 0.0
     for a, b, pred in regions:
         fnr, fpr = 1 - pred(a).mean(), pred(b).mean()
@@ -257,6 +273,7 @@ def test_shifted_gaussians_match_the_known_epsilon():
     # Gaussians N(0,1) vs N(mu,1): the best threshold attack's ε at δ is
     # max_t log((1-δ-FPR)/FNR) with FPR = Φ(-t), FNR = Φ(t-mu); compute it exactly.
     from scipy.stats import norm
+
     mu, delta = 1.0, 0.05
     t = np.linspace(-6, 8, 20001)
     fpr, fnr = norm.sf(t), norm.cdf(t - mu)
@@ -272,13 +289,13 @@ def test_shifted_gaussians_match_the_known_epsilon():
 
 def test_sorted_rates_match_brute_force_with_ties():
     rng = np.random.default_rng(5)
-    u = rng.integers(0, 4, size=(9, 6)).astype(float)       # many ties
+    u = rng.integers(0, 4, size=(9, 6)).astype(float)  # many ties
     r = rng.integers(1, 5, size=(7, 6)).astype(float)
     fpr, fnr = metrics.attack_rates(u, r)
     t = np.concatenate([np.full((1, 6), -np.inf), u, r]).T
     bf_fpr = (r.T[:, None, :] > t[:, :, None]).mean(2)
     bf_fnr = (u.T[:, None, :] <= t[:, :, None]).mean(2)
-    for e in range(6):   # the same set of (FPR, FNR) pairs, threshold order aside
+    for e in range(6):  # the same set of (FPR, FNR) pairs, threshold order aside
         assert sorted(zip(fpr[e], fnr[e])) == sorted(zip(bf_fpr[e], bf_fnr[e]))
     same = rng.normal(size=(8, 3))
     for attacks in ("official", "exhaustive", "single"):
@@ -288,13 +305,25 @@ def test_sorted_rates_match_brute_force_with_ties():
 def test_binning_and_score():
     eps = np.array([0.0, 0.49, 0.4999999, 0.5, 0.99, 1.0, 6.49, 6.5, 6.99, 7.0, 50, np.inf])
     assert metrics.epsilon_bins(eps).tolist() == [0, 0, 0, 1, 1, 2, 12, 13, 13, 14, 14, 14]
-    assert metrics.epsilon_score(eps).tolist() == [1, 1, 1, .5, .5, .25, 2.0 ** -12, 2.0 ** -13,
-                                                   2.0 ** -13, 0, 0, 0]
+    assert metrics.epsilon_score(eps).tolist() == [
+        1,
+        1,
+        1,
+        0.5,
+        0.5,
+        0.25,
+        2.0**-12,
+        2.0**-13,
+        2.0**-13,
+        0,
+        0,
+        0,
+    ]
     # 1-based bin j scores 2 / 2^j
     j = metrics.epsilon_bins(eps[:9]) + 1
-    assert np.allclose(metrics.epsilon_score(eps[:9]), 2 / 2.0 ** j)
+    assert np.allclose(metrics.epsilon_score(eps[:9]), 2 / 2.0**j)
     assert metrics.epsilon_bins([0.3, 0.7], bin_width=0.25, n_bins=2).tolist() == [1, 2]
-    assert metrics.epsilon_score([0.0, 0.1], n_bins=0).tolist() == [0, 0]     # 2 models
+    assert metrics.epsilon_score([0.0, 0.1], n_bins=0).tolist() == [0, 0]  # 2 models
     with pytest.raises(ValueError, match="non-negative"):
         metrics.epsilon_bins([-1.0])
     with pytest.raises(ValueError, match="bin_width"):
@@ -304,9 +333,9 @@ def test_binning_and_score():
 def test_the_number_of_models_sets_the_bins():
     # 32 models: ⌈log 31⌉ = 4, so ε = log 47 ≈ 3.85 scores 2^-7 in the last bin [3.5, 4) and
     # ε = 4 nothing; with 64 models (⌈log 63⌉ = 5) ε = 4 scores 2^-8
-    assert q.epsilon_score([math.log(47)], n_bins=q.n_bins_for(32))[0] == 2.0 ** -7
+    assert q.epsilon_score([math.log(47)], n_bins=q.n_bins_for(32))[0] == 2.0**-7
     assert q.epsilon_score([4.0], n_bins=q.n_bins_for(32))[0] == 0
-    assert q.epsilon_score([4.0], n_bins=q.n_bins_for(64))[0] == 2.0 ** -8
+    assert q.epsilon_score([4.0], n_bins=q.n_bins_for(64))[0] == 2.0**-8
     # the count is that of the unlearned models: 8 unlearned (⌈log 7⌉ = 2) against 64 retrained.
     # Retrained 0 and 63 values from 10 up, unlearned 0.5 to 1.1 and one 10.5: "retrained if
     # s ≥ t" for 1.1 < t ≤ 10 has FNR = 1/64, FPR = 1/8, so ε = log((1 − δ − 1/8) 64)
@@ -315,7 +344,7 @@ def test_the_number_of_models_sets_the_bins():
     u = np.concatenate([[10.5], 0.5 + 0.1 * np.arange(7)])
     assert q.example_epsilon(u, r)[0] == pytest.approx(math.log(56 - 64 * D), abs=1e-12)
     assert q.forget_quality(u, r) == 0.0
-    assert q.forget_quality(u, r, n_bins=14) == 2.0 ** -8
+    assert q.forget_quality(u, r, n_bins=14) == 2.0**-8
     rng = np.random.default_rng(6)
     u, r = rng.normal(size=(32, 50)), rng.normal(size=(32, 50))
     f, eps = q.forget_quality(u, r, return_eps=True)
@@ -342,7 +371,7 @@ def test_final_score_bounds():
     assert metrics.final_score(1.0, 90, 80, 90, 80) == 1.0
     assert metrics.final_score(0.5, 45, 40, 90, 80) == pytest.approx(0.125)
     assert metrics.final_score(0.0, 90, 80, 90, 80) == 0.0
-    assert metrics.final_score(1.0, 99, 90, 90, 80) > 1.0          # the challenge's formula
+    assert metrics.final_score(1.0, 99, 90, 90, 80) > 1.0  # the challenge's formula
     assert metrics.final_score(1.0, 99, 90, 90, 80, cap=True) == 1.0
     rng = np.random.default_rng(4)
     for _ in range(100):
@@ -376,10 +405,18 @@ def test_tug_of_war():
     assert metrics.tug_of_war(acc, ref) == pytest.approx(0.9 * 1.0 * 0.9)
     assert math.isnan(metrics.tug_of_war({**acc, "train_forget": float("nan")}, ref))
     import pandas as pd
-    runs = pd.DataFrame({"method": ["retrain", "m", "retrain", "m"], "seed": [0, 0, 1, 1],
-                         "forget": [3, 3, 3, 3], "train_forget": [0, 10, 0, 0],
-                         "train_retain": [100, 100, 100, 100], "test_retain": [90, 80, 90, 90],
-                         "diverged": [False, False, False, True]})
+
+    runs = pd.DataFrame(
+        {
+            "method": ["retrain", "m", "retrain", "m"],
+            "seed": [0, 0, 1, 1],
+            "forget": [3, 3, 3, 3],
+            "train_forget": [0, 10, 0, 0],
+            "train_retain": [100, 100, 100, 100],
+            "test_retain": [90, 80, 90, 90],
+            "diverged": [False, False, False, True],
+        }
+    )
     out = metrics.add_tug_of_war(runs)
     assert out["ToW"].tolist()[:3] == pytest.approx([1.0, 0.81, 1.0]) and math.isnan(out["ToW"].iloc[3])
 

@@ -1,4 +1,5 @@
 """Tasks partition the data correctly, and access views hand out only what they allow."""
+
 import re
 
 import numpy as np
@@ -40,7 +41,6 @@ def test_forget_one_class_partitions(digits):
     assert x is digits.x_test and y is digits.y_test
     x, y = task.train_set()
     assert x is digits.x_train
-    assert uk.forget_class is uk.forget_classes
 
 
 def test_forget_several_classes(digits):
@@ -60,7 +60,7 @@ def test_forget_random_partitions_and_is_seeded(digits):
     assert torch.equal(task.forget_idx, uk.forget_random(digits, 25, seed=3).forget_idx)
     assert not torch.equal(task.forget_idx, uk.forget_random(digits, 25, seed=4).forget_idx)
     xt, _ = task.test_retain()
-    assert len(xt) == len(digits.y_test)          # every test sample is a retain-test sample
+    assert len(xt) == len(digits.y_test)  # every test sample is a retain-test sample
 
 
 def test_forget_instances(digits):
@@ -78,7 +78,9 @@ def test_forget_instances(digits):
 
 
 def test_forget_instances_refuses_repeats(digits):
-    with pytest.raises(ValueError, match=r"repeated indices: 5 \(3x\), 9 \(2x\)\. Give each training sample once"):
+    with pytest.raises(
+        ValueError, match=r"repeated indices: 5 \(3x\), 9 \(2x\)\. Give each training sample once"
+    ):
         uk.forget_instances(digits, [5, 9, 5, 1, 5, 9])
     with pytest.raises(ValueError, match=r"repeated indices: 2 \(2x\)"):
         uk.forget_instances(digits, torch.tensor([2, 2]))
@@ -96,7 +98,7 @@ def test_forget_random_fraction(digits):
     assert torch.equal(task.forget_idx, uk.forget_random(digits, 0.1, seed=2).forget_idx)
     # a fraction is the same draw as its count
     assert torch.equal(task.forget_idx, uk.forget_random(digits, round(0.1 * n), seed=2).forget_idx)
-    assert len(uk.forget_random(digits, 1e-6).forget_idx) == 1          # at least one sample
+    assert len(uk.forget_random(digits, 1e-6).forget_idx) == 1  # at least one sample
     assert len(uk.forget_random(digits, np.int64(7)).forget_idx) == 7
     for bad in (1.5, 1.0, 0.0, -0.2, "10", True, None):
         with pytest.raises(ValueError, match=r"n is a number of samples|n must lie in"):
@@ -104,14 +106,22 @@ def test_forget_random_fraction(digits):
 
 
 def test_forget_classes_by_name():
-    cifar_like = Dataset("pets", torch.rand(6, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2]), torch.rand(3, 3, 2, 2),
-                         torch.tensor([0, 1, 2]), ["airplane", "cat", "dog"])
+    cifar_like = Dataset(
+        "pets",
+        torch.rand(6, 3, 2, 2),
+        torch.tensor([0, 1, 2, 0, 1, 2]),
+        torch.rand(3, 3, 2, 2),
+        torch.tensor([0, 1, 2]),
+        ["airplane", "cat", "dog"],
+    )
     task = uk.forget_classes(cifar_like, "cat")
     assert task.forget_classes == [1] and task.forget_idx.tolist() == [1, 4] and "cat" in task.name
     assert uk.forget_classes(cifar_like, ["dog", 0]).forget_classes == [0, 2]
     assert uk.forget_classes(cifar_like, torch.tensor([2])).forget_classes == [2]
     assert uk.forget_classes(cifar_like, np.array([1, 2])).forget_classes == [1, 2]
-    with pytest.raises(ValueError, match=r"Unknown class name 'zero': pets has the classes airplane, cat, dog"):
+    with pytest.raises(
+        ValueError, match=r"Unknown class name 'zero': pets has the classes airplane, cat, dog"
+    ):
         uk.forget_classes(cifar_like, ["zero"])
     with pytest.raises(ValueError, match=r"got True \(a bool\)"):
         uk.forget_classes(cifar_like, [True])
@@ -121,7 +131,9 @@ def test_forget_classes_by_name():
 
 def test_digit_class_names_are_the_digits(digits):
     assert uk.forget_classes(digits, "3").forget_classes == [3]
-    assert torch.equal(uk.forget_classes(digits, ["3", "7"]).forget_idx, uk.forget_classes(digits, [3, 7]).forget_idx)
+    assert torch.equal(
+        uk.forget_classes(digits, ["3", "7"]).forget_idx, uk.forget_classes(digits, [3, 7]).forget_idx
+    )
 
 
 def small_cifar20(n_per_fine=3, seed=0):
@@ -130,9 +142,17 @@ def small_cifar20(n_per_fine=3, seed=0):
     fine_tr = torch.arange(4).repeat_interleave(n_per_fine)
     fine_te = torch.arange(4).repeat_interleave(2)
     coarse = torch.tensor([0, 0, 1, 1])
-    return Dataset("tiny20", torch.rand(len(fine_tr), 3, 4, 4, generator=g), coarse[fine_tr],
-                   torch.rand(len(fine_te), 3, 4, 4, generator=g), coarse[fine_te], ["animals", "vehicles"],
-                   fine_train=fine_tr, fine_test=fine_te, fine_classes=["cat", "dog", "car", "rocket"])
+    return Dataset(
+        "tiny20",
+        torch.rand(len(fine_tr), 3, 4, 4, generator=g),
+        coarse[fine_tr],
+        torch.rand(len(fine_te), 3, 4, 4, generator=g),
+        coarse[fine_te],
+        ["animals", "vehicles"],
+        fine_train=fine_tr,
+        fine_test=fine_te,
+        fine_classes=["cat", "dog", "car", "rocket"],
+    )
 
 
 def test_forget_subclass_keeps_the_super_class_label():
@@ -141,7 +161,7 @@ def test_forget_subclass_keeps_the_super_class_label():
     check_partition(task)
     assert task.kind == "subclass" and task.subclass == 3 and task.forget_classes == [1]
     _, yf = task.forget_set()
-    assert (yf == 1).all()                                  # the label stays the super-class
+    assert (yf == 1).all()  # the label stays the super-class
     assert (data.fine_train[task.forget_idx] == 3).all()
     assert (data.fine_test[task.test_forget_idx] == 3).all() and len(task.test_forget_idx) == 2
     # retain keeps the other sub-class of the same super-class
@@ -177,11 +197,19 @@ def test_fingerprint_depends_on_data_and_forget_set(digits):
 
 # ----------------------------------------------------------------------------- access views
 
+
 @pytest.mark.parametrize("access", list(uk.ACCESS))
 def test_each_access_level_allows_exactly_what_it_says(task0, access):
     view = task0.view(access, method="probe")
-    readers = {"forget_set": "forget", "retain_set": "retain", "retain_subset": "retain_subset",
-               "test_forget": "test", "test_retain": "test", "test_set": "test", "train_set": "full"}
+    readers = {
+        "forget_set": "forget",
+        "retain_set": "retain",
+        "retain_subset": "retain_subset",
+        "test_forget": "test",
+        "test_retain": "test",
+        "test_set": "test",
+        "train_set": "full",
+    }
     allowed = uk.ACCESS[access]
     for reader, need in readers.items():
         ok = access == "full" if need == "full" else need in allowed
@@ -189,7 +217,9 @@ def test_each_access_level_allows_exactly_what_it_says(task0, access):
             out = getattr(view, reader)()
             assert len(out[0]) > 0
         else:
-            with pytest.raises(uk.AccessError, match=rf"probe may see .*access level '{re.escape(access)}'.*task\.{reader}"):
+            with pytest.raises(
+                uk.AccessError, match=rf"probe may see .*access level '{re.escape(access)}'.*task\.{reader}"
+            ):
                 getattr(view, reader)()
     # the class ids are what "class_ids" grants; "none" grants nothing at all
     if "class_ids" in allowed:
@@ -197,7 +227,7 @@ def test_each_access_level_allows_exactly_what_it_says(task0, access):
     else:
         with pytest.raises(uk.AccessError):
             view.forget_classes
-    assert view.num_classes == 10                          # the model's output size is never secret
+    assert view.num_classes == 10  # the model's output size is never secret
 
 
 def test_view_of_a_view_and_as_task(task0):
@@ -206,8 +236,11 @@ def test_view_of_a_view_and_as_task(task0):
     with pytest.raises(uk.AccessError):
         v.retain_set()
     from unlearnkit.tasks import as_task
+
     assert as_task(task0.view("full")) is task0 and as_task(task0) is task0
-    with pytest.raises(uk.AccessError, match=r"as_task\(\) hands out the whole task only from a full-access view"):
+    with pytest.raises(
+        uk.AccessError, match=r"as_task\(\) hands out the whole task only from a full-access view"
+    ):
         as_task(v)
     with pytest.raises(uk.AccessError):
         v.data
@@ -216,6 +249,7 @@ def test_view_of_a_view_and_as_task(task0):
 
 def test_retain_subset_matches_stratified_indices(task0):
     from unlearnkit.data import stratified_indices
+
     x, y = task0.retain_subset(n_per_class=4, seed=3)
     pick = stratified_indices(task0.data.y_train[task0.retain_idx], n_per_class=4, seed=3)
     assert torch.equal(y, task0.data.y_train[task0.retain_idx[pick]])

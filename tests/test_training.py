@@ -1,21 +1,30 @@
 """The fit loop: it learns, is deterministic on the CPU, honours its options and the batch hook."""
+
 import pytest
 import torch
+from conftest import same_state, state, tiny_mlp
 
 import unlearnkit as uk
-from conftest import same_state, state, tiny_mlp
 
 
 def test_fit_reduces_the_loss_and_learns(digits):
     m = tiny_mlp(digits)
     before = uk.accuracy(m, digits.x_test, digits.y_test)
-    h = uk.fit(m, digits.x_train, digits.y_train, epochs=6, lr=0.1, batch_size=32, seed=0,
-               eval_data=(digits.x_test, digits.y_test))
+    h = uk.fit(
+        m,
+        digits.x_train,
+        digits.y_train,
+        epochs=6,
+        lr=0.1,
+        batch_size=32,
+        seed=0,
+        eval_data=(digits.x_test, digits.y_test),
+    )
     assert h.loss[-1] < 0.5 * h.loss[0]
     assert len(h.loss) == len(h.train_acc) == len(h.eval_acc) == h.epochs == 6
     assert h.eval_acc[-1] == pytest.approx(uk.accuracy(m, digits.x_test, digits.y_test))
     assert h.eval_acc[-1] > max(60.0, before + 30.0)
-    assert h.seconds > 0 and not m.training            # left in eval mode
+    assert h.seconds > 0 and not m.training  # left in eval mode
 
 
 def test_fit_is_deterministic_on_the_cpu(digits):
@@ -27,7 +36,7 @@ def test_fit_is_deterministic_on_the_cpu(digits):
     assert same_state(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
     m = tiny_mlp(digits, seed=1)
     uk.fit(m, digits.x_train, digits.y_train, epochs=2, lr=0.05, batch_size=32, seed=6, augment=True)
-    assert not same_state(state(m), runs[0][0])        # the seed matters
+    assert not same_state(state(m), runs[0][0])  # the seed matters
 
 
 def test_identical_metrics_twice(task0):
@@ -47,13 +56,23 @@ def test_identical_metrics_twice(task0):
 def test_optimizers_and_schedules_train(digits, optimizer, schedule):
     m = tiny_mlp(digits)
     lr = 0.1 if optimizer == "sgd" else 0.01
-    h = uk.fit(m, digits.x_train[:128], digits.y_train[:128], epochs=3, lr=lr, batch_size=32,
-               optimizer=optimizer, schedule=schedule, seed=0)
+    h = uk.fit(
+        m,
+        digits.x_train[:128],
+        digits.y_train[:128],
+        epochs=3,
+        lr=lr,
+        batch_size=32,
+        optimizer=optimizer,
+        schedule=schedule,
+        seed=0,
+    )
     assert h.loss[-1] < h.loss[0]
 
 
 def test_schedules_shape_the_learning_rate():
     from unlearnkit.training import make_optimizer, make_schedule
+
     p = [torch.nn.Parameter(torch.zeros(1))]
     lrs = {}
     for s in ("constant", "cosine", "step", "onecycle"):
@@ -68,7 +87,7 @@ def test_schedules_shape_the_learning_rate():
         lrs[s] = seen
     assert lrs["constant"] == [1.0] * 8
     assert lrs["cosine"][0] == 1.0 and lrs["cosine"] == sorted(lrs["cosine"], reverse=True)
-    assert lrs["step"] == pytest.approx([1.0] * 4 + [0.1] * 2 + [0.01] * 2)       # milestones at 50% and 75%
+    assert lrs["step"] == pytest.approx([1.0] * 4 + [0.1] * 2 + [0.01] * 2)  # milestones at 50% and 75%
     assert max(lrs["onecycle"]) == pytest.approx(1.0) and lrs["onecycle"][0] < 0.1
 
 
@@ -77,7 +96,7 @@ def test_hook_sees_every_batch_and_can_rewrite_it(digits):
 
     def hook(xb, yb, epoch, step):
         calls.append((epoch, step, len(xb)))
-        return xb, torch.zeros_like(yb)               # teach everything to be a 0
+        return xb, torch.zeros_like(yb)  # teach everything to be a 0
 
     m = tiny_mlp(digits)
     uk.fit(m, digits.x_train[:100], digits.y_train[:100], epochs=2, batch_size=40, lr=0.1, hook=hook, seed=0)
@@ -90,8 +109,16 @@ def test_augment_flag_changes_the_batches(digits):
     for aug in (False, True):
         got = []
         m = tiny_mlp(digits)
-        uk.fit(m, digits.x_train[:32], digits.y_train[:32], epochs=1, batch_size=32, seed=0, augment=aug,
-               hook=lambda xb, yb, e, s: (got.append(xb.clone()), (xb, yb))[1])
+        uk.fit(
+            m,
+            digits.x_train[:32],
+            digits.y_train[:32],
+            epochs=1,
+            batch_size=32,
+            seed=0,
+            augment=aug,
+            hook=lambda xb, yb, e, s: (got.append(xb.clone()), (xb, yb))[1],
+        )
         seen[aug] = got[0]
     assert sorted(seen[False].flatten().tolist()) != sorted(seen[True].flatten().tolist())
     assert seen[True].shape == seen[False].shape
@@ -102,7 +129,7 @@ def test_predict_batches_and_restores_mode(trained_mlp, digits):
     full = uk.predict(trained_mlp, digits.x_test)
     small = uk.predict(trained_mlp, digits.x_test, batch_size=7)
     torch.testing.assert_close(full, small)
-    assert trained_mlp.training                        # the caller's mode is kept
+    assert trained_mlp.training  # the caller's mode is kept
     assert full.dtype == torch.float32 and full.shape == (len(digits.x_test), 10)
     assert uk.predict(trained_mlp, digits.x_test[:0]).shape == (0, 10)
 
@@ -115,12 +142,33 @@ def test_weight_decay_and_clip_grad_are_applied(digits):
     assert norm(b) < norm(a)
     c, d = tiny_mlp(digits), tiny_mlp(digits)
     start = state(c)
-    uk.fit(c, digits.x_train[:32], digits.y_train[:32], epochs=1, batch_size=32, lr=1.0, momentum=0.0,
-           weight_decay=0.0, schedule="constant", clip_grad=1e-3, seed=0)
-    uk.fit(d, digits.x_train[:32], digits.y_train[:32], epochs=1, batch_size=32, lr=1.0, momentum=0.0,
-           weight_decay=0.0, schedule="constant", seed=0)
+    uk.fit(
+        c,
+        digits.x_train[:32],
+        digits.y_train[:32],
+        epochs=1,
+        batch_size=32,
+        lr=1.0,
+        momentum=0.0,
+        weight_decay=0.0,
+        schedule="constant",
+        clip_grad=1e-3,
+        seed=0,
+    )
+    uk.fit(
+        d,
+        digits.x_train[:32],
+        digits.y_train[:32],
+        epochs=1,
+        batch_size=32,
+        lr=1.0,
+        momentum=0.0,
+        weight_decay=0.0,
+        schedule="constant",
+        seed=0,
+    )
     step = lambda m: sum(((p - start[k]) ** 2).sum() for k, p in m.state_dict().items()).sqrt().item()  # noqa: E731
-    assert step(c) == pytest.approx(1e-3, rel=1e-3)     # one SGD step of lr * clipped gradient norm
+    assert step(c) == pytest.approx(1e-3, rel=1e-3)  # one SGD step of lr * clipped gradient norm
     assert step(d) > 10 * step(c)
 
 

@@ -1,4 +1,5 @@
 """UNSIR (impair and repair with error-maximising noise): behaviour tests that can fail."""
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +9,16 @@ import unlearnkit as uk
 from unlearnkit.methods import error_maximizing_noise, impair_set, unsir
 
 # a setting scaled to the 300 training digits of the fixtures (about 30 per class)
-SMALL = dict(n_per_class=20, noise_batch=32, noise_copies=4, noise_steps=40, batch_size=16,
-             impair_lr=0.02, repair_lr=0.01, seed=0)
+SMALL = dict(
+    n_per_class=20,
+    noise_batch=32,
+    noise_copies=4,
+    noise_steps=40,
+    batch_size=16,
+    impair_lr=0.02,
+    repair_lr=0.01,
+    seed=0,
+)
 
 
 def _acc(model, x, y, cls):
@@ -39,14 +48,16 @@ def test_unsir_reads_no_forget_image(trained_mlp, task0, monkeypatch):
     def spy(self):
         calls.append(1)
         return real(self)
+
     monkeypatch.setattr(uk.Task, "forget_set", spy)
     unsir(trained_mlp, task0, **SMALL)
     assert calls == []
 
 
 def test_noise_raises_the_forget_class_loss(trained_mlp, digits):
-    noise, losses = error_maximizing_noise(trained_mlp, [3, 5], batch_size=32, steps=40, seed=0,
-                                           return_loss=True)
+    noise, losses = error_maximizing_noise(
+        trained_mlp, [3, 5], batch_size=32, steps=40, seed=0, return_loss=True
+    )
     assert noise.shape == (2, 32, *digits.input_shape)
     for i, c in enumerate([3, 5]):
         before, after = losses[c]
@@ -60,6 +71,7 @@ def test_noise_raises_the_forget_class_loss(trained_mlp, digits):
 
 def test_noise_leaves_the_model_alone(trained_mlp):
     from conftest import same_state, state
+
     before = state(trained_mlp)
     error_maximizing_noise(trained_mlp, [1], batch_size=8, steps=5, seed=0)
     assert same_state(before, state(trained_mlp))
@@ -83,9 +95,18 @@ def test_lambda_keeps_the_noise_small(trained_mlp):
 
 def test_noise_for_colour_images():
     uk.set_seed(0)
-    m = uk.build_model("cnn", in_shape=(3, 32, 32), num_classes=10, mean=[0.5, 0.4, 0.3],
-                       std=[0.2, 0.2, 0.2], device="cpu", width=8)
-    noise, losses = error_maximizing_noise(m, [0, 7], batch_size=4, steps=3, seed=0, return_loss=True, lam=0.0)
+    m = uk.build_model(
+        "cnn",
+        in_shape=(3, 32, 32),
+        num_classes=10,
+        mean=[0.5, 0.4, 0.3],
+        std=[0.2, 0.2, 0.2],
+        device="cpu",
+        width=8,
+    )
+    noise, losses = error_maximizing_noise(
+        m, [0, 7], batch_size=4, steps=3, seed=0, return_loss=True, lam=0.0
+    )
     assert noise.shape == (2, 4, 3, 32, 32)
     assert all(after > before for before, after in losses.values())
     # with the authors' penalty (λ = 0.1 on each image's 3072 summed squares) the noise shrinks
@@ -146,8 +167,13 @@ def test_regression_forgetting_3_and_5_forgets_both(trained_mlp, digits):
 
 def test_impair_without_repair_and_callback(trained_mlp, task0):
     seen = []
-    m = unsir(trained_mlp, task0, repair_epochs=2, callback=lambda s, e, mdl: seen.append((s, e)), **{
-        k: v for k, v in SMALL.items()})
+    unsir(
+        trained_mlp,
+        task0,
+        repair_epochs=2,
+        callback=lambda s, e, mdl: seen.append((s, e)),
+        **{k: v for k, v in SMALL.items()},
+    )
     assert seen == [("impair", 1), ("repair", 1), ("repair", 2)]
     m0 = unsir(trained_mlp, task0, **dict(SMALL, repair_epochs=0))
     assert m0.unlearn_info["repair_seconds"] == 0.0
@@ -172,7 +198,9 @@ def test_dry_run_caps_the_noise_steps(trained_mlp, monkeypatch):
     uk.profiles.reset()
     try:
         assert uk.profiles.active().dry_run
-        _, capped = error_maximizing_noise(trained_mlp, [3], batch_size=16, steps=40, seed=0, return_loss=True)
+        _, capped = error_maximizing_noise(
+            trained_mlp, [3], batch_size=16, steps=40, seed=0, return_loss=True
+        )
     finally:
         monkeypatch.delenv("UNLEARNKIT_DRY_RUN")
         uk.profiles.reset()
@@ -188,10 +216,21 @@ def test_random_forgetting_is_refused(trained_mlp, digits):
         unsir(trained_mlp, task)
 
 
-@pytest.mark.parametrize("bad", [dict(lam=-0.1), dict(lam=float("nan")), dict(impair_lr=0.0),
-                                 dict(repair_lr=-1.0), dict(n_per_class=0), dict(impair_epochs=-1),
-                                 dict(noise_copies=-1), dict(noise_lr=0.0), dict(noise_steps=-1),
-                                 dict(batch_size=True)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(lam=-0.1),
+        dict(lam=float("nan")),
+        dict(impair_lr=0.0),
+        dict(repair_lr=-1.0),
+        dict(n_per_class=0),
+        dict(impair_epochs=-1),
+        dict(noise_copies=-1),
+        dict(noise_lr=0.0),
+        dict(noise_steps=-1),
+        dict(batch_size=True),
+    ],
+)
 def test_bad_hyperparameters(trained_mlp, task0, bad):
     with pytest.raises(ValueError):
         unsir(trained_mlp, task0, **dict(SMALL, **bad))
@@ -212,7 +251,8 @@ def test_bad_noise_inputs(trained_mlp):
 
 def test_noise_penalty_sums_each_images_pixels_then_averages_the_batch():
     from unlearnkit.methods.unsir import noise_penalty
-    z = torch.tensor([[[[1.0, 2.0], [0.0, 2.0]]], [[[3.0, 0.0], [0.0, 1.0]]]])   # (2, 1, 2, 2)
+
+    z = torch.tensor([[[[1.0, 2.0], [0.0, 2.0]]], [[[3.0, 0.0], [0.0, 1.0]]]])  # (2, 1, 2, 2)
     # image 1: 1 + 4 + 0 + 4 = 9; image 2: 9 + 0 + 0 + 1 = 10; batch mean 9.5 (a mean over every
     # pixel would give 19 / 8 = 2.375)
     assert noise_penalty(z).item() == pytest.approx(9.5)

@@ -1,16 +1,24 @@
 """Load-or-train: a hit loads without training, a changed configuration trains anew, a corrupt or
 foreign file is reported and retrained, never silently used."""
+
 import warnings
 
 import pytest
 import torch
+from conftest import same_state, state
 
 import unlearnkit as uk
 from unlearnkit import zoo
-from conftest import same_state, state
 
-KW = dict(model="mlp", model_kwargs={"hidden": (16,)}, epochs=2, lr=0.1, batch_size=64, verbose=False,
-          progress=False)
+KW = dict(
+    model="mlp",
+    model_kwargs={"hidden": (16,)},
+    epochs=2,
+    lr=0.1,
+    batch_size=64,
+    verbose=False,
+    progress=False,
+)
 
 
 @pytest.fixture
@@ -22,6 +30,7 @@ def count_fits(monkeypatch):
     def counting(*a, **k):
         calls.append(k.get("desc"))
         return real(*a, **k)
+
     monkeypatch.setattr(zoo, "fit", counting)
     return calls
 
@@ -31,9 +40,9 @@ def test_hit_loads_without_training(task0, data_root, count_fits):
     assert count_fits == ["train original"] and a.zoo_cached is False
     files = list((data_root / "zoo").glob("*.pt"))
     assert len(files) == 1 and files[0].name.startswith("digits-mlp-original-")
-    assert not list((data_root / "zoo").glob(".*tmp"))          # atomic write left no temporary file
+    assert not list((data_root / "zoo").glob(".*tmp"))  # atomic write left no temporary file
     b = uk.train_or_load(task0, "original", **KW)
-    assert count_fits == ["train original"] and b.zoo_cached is True   # no second training
+    assert count_fits == ["train original"] and b.zoo_cached is True  # no second training
     assert same_state(state(a), state(b))
     assert b.zoo_info["test_acc"] == pytest.approx(a.zoo_info["test_acc"])
     assert b.zoo_info["epochs"] == 2 and b.zoo_path == a.zoo_path
@@ -100,9 +109,9 @@ def test_corrupt_file_is_reported_and_retrained(task0, data_root, count_fits, da
         again = uk.train_or_load(task0, "original", **KW)
     assert again.zoo_cached is False and len(count_fits) == 2
     uk.check_finite(again)
-    assert same_state(state(again), state(good))          # same configuration, same seed: same model
+    assert same_state(state(again), state(good))  # same configuration, same seed: same model
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                     # the replaced file is good again
+        warnings.simplefilter("error")  # the replaced file is good again
         assert uk.train_or_load(task0, "original", **KW).zoo_cached
 
 
@@ -123,10 +132,12 @@ def test_cached_retrain_flag_and_info(tmp_path, task0):
     def train(m):
         calls.append(1)
         return {"answer": 42}
+
     m = uk.cached({"a": [1, 2]}, build, train, cache_dir=tmp_path, name="thing", verbose=False)
     assert m.zoo_info["answer"] == 42 and "train_seconds" in m.zoo_info
-    assert uk.cached({"a": [1, 2]}, build, train, cache_dir=tmp_path, name="thing", verbose=False).zoo_info == {
-        "answer": 42, "train_seconds": pytest.approx(m.zoo_info["train_seconds"])}
+    assert uk.cached(
+        {"a": [1, 2]}, build, train, cache_dir=tmp_path, name="thing", verbose=False
+    ).zoo_info == {"answer": 42, "train_seconds": pytest.approx(m.zoo_info["train_seconds"])}
     uk.cached({"a": [1, 2]}, build, train, cache_dir=tmp_path, name="thing", retrain=True, verbose=False)
     assert len(calls) == 2
     assert zoo.config_key({"a": 1, "b": 2}) == zoo.config_key({"b": 2, "a": 1})
@@ -142,6 +153,7 @@ def test_verbose_messages(task0, data_root, capsys):
 
 def test_code_hash_changes_when_a_source_changes(tmp_path, monkeypatch):
     from unlearnkit import fingerprint
+
     src = tmp_path / "recipe.py"
     src.write_text("def train():\n    return 1\n")
     a = fingerprint.code_hash(src)
@@ -158,10 +170,11 @@ def test_code_hash_changes_when_a_source_changes(tmp_path, monkeypatch):
 
 def test_model_trained_by_other_code_is_not_loaded(task0, data_root, count_fits, monkeypatch):
     from unlearnkit import fingerprint
+
     a = uk.train_or_load(task0, "original", **KW)
     assert '"code": "%s"' % fingerprint.training_code() in torch.load(a.zoo_path, weights_only=True)["config"]
     real = zoo.training_code
-    monkeypatch.setattr(zoo, "training_code", lambda: "0123456789abcdef")   # the training code changed
+    monkeypatch.setattr(zoo, "training_code", lambda: "0123456789abcdef")  # the training code changed
     b = uk.train_or_load(task0, "original", **KW)
     assert b.zoo_cached is False and b.zoo_path != a.zoo_path and len(count_fits) == 2
     monkeypatch.setattr(zoo, "training_code", real)

@@ -3,6 +3,7 @@
 ``python -m unlearnkit bench ...``: a headless sweep of methods × tasks × seeds into a results
 file (see ``python -m unlearnkit bench --help`` and :mod:`unlearnkit.sweep`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ examples:
 
 
 def classic(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m unlearnkit", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m unlearnkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--forget-class", type=int, nargs="+", default=[0])
@@ -61,44 +63,80 @@ def classic(argv=None):
 
 def bench_parser() -> argparse.ArgumentParser:
     from . import sweep as sw
-    ap = argparse.ArgumentParser(prog="python -m unlearnkit bench", description=BENCH_HELP,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", default="full-class",
-                    help=f"comma-separated tasks from {', '.join(sw.TASKS)} (default: full-class)")
-    ap.add_argument("--methods", required=True,
-                    help="comma-separated registered method names, e.g. jit,unsir,mask "
-                         f"(registered: {', '.join(sorted(uk.methods.REGISTRY))})")
+
+    ap = argparse.ArgumentParser(
+        prog="python -m unlearnkit bench",
+        description=BENCH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--task",
+        default="full-class",
+        help=f"comma-separated tasks from {', '.join(sw.TASKS)} (default: full-class)",
+    )
+    ap.add_argument(
+        "--methods",
+        required=True,
+        help="comma-separated registered method names, e.g. jit,unsir,mask "
+        f"(registered: {', '.join(sorted(uk.methods.REGISTRY))})",
+    )
     ap.add_argument("--seeds", default="0-2", help="seeds, e.g. 0-4 or 0,2,5 (default: 0-2)")
     ap.add_argument("--out", required=True, help="results file: .csv, .jsonl or .parquet (needs pyarrow)")
-    ap.add_argument("--profile", default=None,
-                    help="smoke, quick or full: the preset for dataset, model and training "
-                         "(default: UNLEARNKIT_PROFILE, else quick)")
-    ap.add_argument("--forget", action="append", default=[], metavar="TASK=ITEMS",
-                    help="forget items of a task, e.g. full-class=0,3,8 or sub-class=3,7 (repeatable)")
+    ap.add_argument(
+        "--profile",
+        default=None,
+        help="smoke, quick or full: the preset for dataset, model and training "
+        "(default: UNLEARNKIT_PROFILE, else quick)",
+    )
+    ap.add_argument(
+        "--forget",
+        action="append",
+        default=[],
+        metavar="TASK=ITEMS",
+        help="forget items of a task, e.g. full-class=0,3,8 or sub-class=3,7 (repeatable)",
+    )
     ap.add_argument("--dataset", default=None, help="override the preset's dataset (e.g. digits, cifar10)")
     ap.add_argument("--model", default=None, help="override the preset's architecture")
-    ap.add_argument("--model-kwargs", default=None,
-                    help='architecture options as JSON, e.g. \'{"width": 32}\' (default: the preset\'s, '
-                         'or none with --model)')
+    ap.add_argument(
+        "--model-kwargs",
+        default=None,
+        help="architecture options as JSON, e.g. '{\"width\": 32}' (default: the preset's, "
+        "or none with --model)",
+    )
     ap.add_argument("--epochs", type=int, default=None, help="override the training epochs")
     ap.add_argument("--lr", type=float, default=None, help="override the training learning rate")
     ap.add_argument("--fraction", type=float, default=None, help="share of D forgotten by 'random' (0.1)")
     ap.add_argument("--k", type=int, default=None, help="number of instances forgotten by 'instances' (16)")
-    ap.add_argument("--hp", default=None,
-                    help='per-method hyper-parameters as JSON, e.g. \'{"jit": {"lr": 1e-4}}\'')
+    ap.add_argument(
+        "--hp", default=None, help='per-method hyper-parameters as JSON, e.g. \'{"jit": {"lr": 1e-4}}\''
+    )
     ap.add_argument("--no-mia", action="store_true", help="skip both membership-inference attacks")
     ap.add_argument("--no-relearn", action="store_true", help="skip the relearn-time column")
-    ap.add_argument("--skip-inapplicable", action="store_true",
-                    help="leave out a method on tasks it does not fit instead of stopping")
-    ap.add_argument("--engine", choices=("local", "ray"), default="local",
-                    help="local: in-process, one run after another (default, nothing extra needed); "
-                         "ray: fan the runs out on Ray (pip install 'unlearnkit[scale]')")
-    ap.add_argument("--address", default=None,
-                    help="with --engine ray: the cluster to join (e.g. ray://head:10001 or auto); "
-                         "without it Ray starts locally")
+    ap.add_argument(
+        "--skip-inapplicable",
+        action="store_true",
+        help="leave out a method on tasks it does not fit instead of stopping",
+    )
+    ap.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: in-process, one run after another (default, nothing extra needed); "
+        "ray: fan the runs out on Ray (pip install 'unlearnkit[scale]')",
+    )
+    ap.add_argument(
+        "--address",
+        default=None,
+        help="with --engine ray: the cluster to join (e.g. ray://head:10001 or auto); "
+        "without it Ray starts locally",
+    )
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
-    ap.add_argument("--gpus-per-run", type=float, default=None,
-                    help="GPUs each Ray run reserves (default: 1 in the full profile, else 0)")
+    ap.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=None,
+        help="GPUs each Ray run reserves (default: 1 in the full profile, else 0)",
+    )
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
@@ -107,8 +145,9 @@ def bench(argv=None) -> int:
     import os
 
     from . import sweep as sw
+
     a = bench_parser().parse_args(argv)
-    os.environ.setdefault("UNLEARNKIT_PROGRESS", "0")     # one bar for the sweep, none per run
+    os.environ.setdefault("UNLEARNKIT_PROGRESS", "0")  # one bar for the sweep, none per run
     try:
         forget = {}
         for f in a.forget:
@@ -124,26 +163,49 @@ def bench(argv=None) -> int:
             mkw = json.loads(a.model_kwargs) if a.model_kwargs else ({} if a.model else None)
         except json.JSONDecodeError as e:
             raise sw.SweepError(f"--model-kwargs is not valid JSON ({e}).") from None
-        settings = dict(dataset=a.dataset, model=a.model, model_kwargs=mkw, epochs=a.epochs, lr=a.lr,
-                        fraction=a.fraction, k=a.k, hp=hp or None, mia=False if a.no_mia else None,
-                        relearn={} if a.no_relearn else None)
+        settings = dict(
+            dataset=a.dataset,
+            model=a.model,
+            model_kwargs=mkw,
+            epochs=a.epochs,
+            lr=a.lr,
+            fraction=a.fraction,
+            k=a.k,
+            hp=hp or None,
+            mia=False if a.no_mia else None,
+            relearn={} if a.no_relearn else None,
+        )
         uk.profile(a.profile, quiet=True)
-        res = sw.sweep(a.methods, a.task, a.seeds, a.out, forget=forget, engine=a.engine,
-                       address=a.address, num_cpus=a.num_cpus, gpus_per_run=a.gpus_per_run,
-                       progress=not a.no_progress, skip_inapplicable=a.skip_inapplicable,
-                       log=lambda m: print(m, file=sys.stderr), **settings)
+        res = sw.sweep(
+            a.methods,
+            a.task,
+            a.seeds,
+            a.out,
+            forget=forget,
+            engine=a.engine,
+            address=a.address,
+            num_cpus=a.num_cpus,
+            gpus_per_run=a.gpus_per_run,
+            progress=not a.no_progress,
+            skip_inapplicable=a.skip_inapplicable,
+            log=lambda m: print(m, file=sys.stderr),
+            **settings,
+        )
     except sw.SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     import pandas as pd
+
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         for t, tab in sw.ranking(res).items():
             print(f"\n== {t} (ranked by distance to retrain) ==")
             print(tab.to_string())
     failed = res.attrs.get("failed", [])
     if failed:
-        print(f"\n{len(failed)} runs failed (see above); run the same command again to retry them.",
-              file=sys.stderr)
+        print(
+            f"\n{len(failed)} runs failed (see above); run the same command again to retry them.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

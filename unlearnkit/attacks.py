@@ -11,6 +11,7 @@ shrinking in the JiT chapter (nearest false label by FGSM).
   forget image, all images and all runs attacked at once (in chunks of ``batch_size``); one
   random target per image by default (``targets="per_image"``), or one per run (``"per_run"``).
 """
+
 from __future__ import annotations
 
 import time
@@ -34,8 +35,17 @@ def fgsm(model, x, y, eps: float = 8 / 255, targeted: bool = False, clamp=(0.0, 
     return out.clamp(*clamp) if clamp is not None else out
 
 
-def pgd_l2(model, x, target, eps: float = 0.4, step: float = 0.1, iters: int = 100, random_start: bool = True,
-           clamp=(0.0, 1.0), generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd_l2(
+    model,
+    x,
+    target,
+    eps: float = 0.4,
+    step: float = 0.1,
+    iters: int = 100,
+    random_start: bool = True,
+    clamp=(0.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Targeted L2 projected gradient descent: minimise CE(f(x'), target) with ‖x' − x‖₂ ≤ eps
     (Eq. 1 of Cha et al. 2024, approximated as Madry et al. 2018 do).
 
@@ -62,12 +72,12 @@ def pgd_l2(model, x, target, eps: float = 0.4, step: float = 0.1, iters: int = 1
         r = r / r.flatten(1).norm(dim=1).view(view).clamp_min(1e-12)
         u = torch.rand(len(x), generator=generator).to(x.device).view(view)
         delta = r * u * eps
-    for _ in range(profiles.active().cap(iters)):   # two steps in a dry run
+    for _ in range(profiles.active().cap(iters)):  # two steps in a dry run
         delta.requires_grad_(True)
         xa = x + delta
         if clamp is not None:
             xa = xa.clamp(*clamp)
-        loss = F.cross_entropy(model(xa), target, reduction="sum")   # per-sample gradients stay unscaled
+        loss = F.cross_entropy(model(xa), target, reduction="sum")  # per-sample gradients stay unscaled
         (g,) = torch.autograd.grad(loss, delta)
         with torch.no_grad():
             g = g / g.flatten(1).norm(dim=1).view(view).clamp_min(1e-12)
@@ -79,7 +89,9 @@ def pgd_l2(model, x, target, eps: float = 0.4, step: float = 0.1, iters: int = 1
     return out.clamp(*clamp) if clamp is not None else out
 
 
-def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_targets(
+    y: torch.Tensor, num_classes: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """A label drawn uniformly from the ``num_classes − 1`` classes other than ``y``, per sample."""
     validate.integer("num_classes", num_classes, lo=2, hint="A wrong label needs at least two classes.")
     shift = torch.randint(1, num_classes, (len(y),), generator=generator).to(y.device)
@@ -103,11 +115,22 @@ def _target_rule(targets, same_target):
     return legacy or "per_image"
 
 
-def adversarial_examples(model, x: torch.Tensor, y: torch.Tensor, n_adv: int = 20, eps: float = 4.0,
-                         step: float = 0.1, iters: int = 100, num_classes: int | None = None,
-                         targets: torch.Tensor | str | None = None, same_target: bool | None = None,
-                         batch_size: int = 2048, clamp=(0.0, 1.0), generator: torch.Generator | None = None,
-                         info: dict | None = None):
+def adversarial_examples(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_adv: int = 20,
+    eps: float = 4.0,
+    step: float = 0.1,
+    iters: int = 100,
+    num_classes: int | None = None,
+    targets: torch.Tensor | str | None = None,
+    same_target: bool | None = None,
+    batch_size: int = 2048,
+    clamp=(0.0, 1.0),
+    generator: torch.Generator | None = None,
+    info: dict | None = None,
+):
     """Algorithm 1 of Cha et al. 2024, batched: ``n_adv`` targeted L2-PGD examples per image.
 
     Returns ``(x_adv, y_adv)``: ``len(x) * n_adv`` images, ordered run by run (the first
@@ -149,8 +172,10 @@ def adversarial_examples(model, x: torch.Tensor, y: torch.Tensor, n_adv: int = 2
         if targets.dim() == 1:
             targets = targets.expand(n_adv, -1)
         if targets.shape != (n_adv, len(x)):
-            raise ValueError(f"targets must hold one label per image ({len(x)},) or per example "
-                             f"({n_adv}, {len(x)}); got {tuple(targets.shape)}.")
+            raise ValueError(
+                f"targets must hold one label per image ({len(x)},) or per example "
+                f"({n_adv}, {len(x)}); got {tuple(targets.shape)}."
+            )
         if (targets == y[None]).any():
             raise ValueError("A target equals the image's true label: targeted examples need a wrong label.")
         if targets.min() < 0 or targets.max() >= k:
@@ -161,8 +186,19 @@ def adversarial_examples(model, x: torch.Tensor, y: torch.Tensor, n_adv: int = 2
         targets = torch.stack([random_targets(y, k, generator) for _ in range(n_adv)])
     xs = x.detach().repeat(n_adv, *([1] * (x.dim() - 1)))
     ts = targets.reshape(-1)
-    out = [pgd_l2(model, xs[i:i + batch_size], ts[i:i + batch_size], eps=eps, step=step, iters=iters,
-                  clamp=clamp, generator=generator) for i in range(0, len(xs), batch_size)]
+    out = [
+        pgd_l2(
+            model,
+            xs[i : i + batch_size],
+            ts[i : i + batch_size],
+            eps=eps,
+            step=step,
+            iters=iters,
+            clamp=clamp,
+            generator=generator,
+        )
+        for i in range(0, len(xs), batch_size)
+    ]
     x_adv = torch.cat(out)
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
@@ -171,8 +207,14 @@ def adversarial_examples(model, x: torch.Tensor, y: torch.Tensor, n_adv: int = 2
         with torch.no_grad():
             was = model.training
             model.eval()
-            hit = torch.cat([model(x_adv[i:i + batch_size]).argmax(1) for i in range(0, len(x_adv), batch_size)])
+            hit = torch.cat(
+                [model(x_adv[i : i + batch_size]).argmax(1) for i in range(0, len(x_adv), batch_size)]
+            )
             model.train(was)
-        info.update(seconds=seconds, success=float((hit == ts).float().mean()),
-                    mean_norm=float((x_adv - xs).flatten(1).norm(dim=1).mean()), targets=rule)
+        info.update(
+            seconds=seconds,
+            success=float((hit == ts).float().mean()),
+            mean_norm=float((x_adv - xs).flatten(1).norm(dim=1).mean()),
+            targets=rule,
+        )
     return x_adv, ts

@@ -12,9 +12,9 @@ Used by every chapter's headline table; ``python -m unlearnkit`` runs it from th
   tidy DataFrame with one row per method × seed × forget class, and summaries with mean ± std.
 * :func:`format_table` writes "diverged" where a number would be.
 """
+
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -52,6 +52,7 @@ def timed(fn: Callable, *args, **kwargs):
 
 # ----------------------------------------------------------------------------- method specs
 
+
 def _label(name: str, hp: dict) -> str:
     return name if not hp else f"{name} ({', '.join(f'{k}={v}' for k, v in hp.items())})"
 
@@ -75,8 +76,10 @@ def method_specs(methods) -> dict:
             elif isinstance(m, tuple) and len(m) == 2 and isinstance(m[0], str) and isinstance(m[1], dict):
                 items.append((_label(*m), m))
             else:
-                raise TypeError(f"Cannot read the method {m!r}: give a registered name or a (name, "
-                                f"hyper-parameters) pair.")
+                raise TypeError(
+                    f"Cannot read the method {m!r}: give a registered name or a (name, "
+                    f"hyper-parameters) pair."
+                )
     else:
         raise TypeError("methods must be a list of names or (name, hp) pairs, or a dict {label: spec}.")
     out = {}
@@ -88,24 +91,28 @@ def method_specs(methods) -> dict:
         elif callable(spec):
             out[label] = (spec, {})
         else:
-            raise TypeError(f"Cannot read the method {label!r}: {spec!r}. Give a registered name, a (name, "
-                            f"hyper-parameters) pair, or a function(model, task).")
+            raise TypeError(
+                f"Cannot read the method {label!r}: {spec!r}. Give a registered name, a (name, "
+                f"hyper-parameters) pair, or a function(model, task)."
+            )
     if not out:
         raise ValueError("No method to run: give at least one.")
     return out
 
 
-def _takes_seed(fn) -> bool:
-    try:
-        return "seed" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return False
-
-
 # ----------------------------------------------------------------------------- one task
 
-def run_methods(methods, model, task: Task, extra_models: dict | None = None, mia: bool = True,
-                reference: str = "retrain", verbose: bool = True, seed: int | None = None):
+
+def run_methods(
+    methods,
+    model,
+    task: Task,
+    extra_models: dict | None = None,
+    mia: bool = True,
+    reference: str = "retrain",
+    verbose: bool = True,
+    seed: int | None = None,
+):
     """Apply each method to ``model`` on ``task``; return ``(table, models)``.
 
     ``extra_models`` (e.g. ``{"original": model, "retrain": retrained}``) are evaluated alongside.
@@ -118,7 +125,7 @@ def run_methods(methods, model, task: Task, extra_models: dict | None = None, mi
     diverged = {}
     for label, (fn, hp) in specs.items():
         kw = dict(hp)
-        if seed is not None and "seed" not in kw and _takes_seed(fn):
+        if seed is not None and "seed" not in kw and hasattr(fn, "record"):  # every registered method
             kw["seed"] = seed
         try:
             models[label] = fn(model, task, **kw)
@@ -136,7 +143,7 @@ def run_methods(methods, model, task: Task, extra_models: dict | None = None, mi
             df.loc[name, "seconds"] = m.zoo_info.get("train_seconds", float("nan"))
     df["diverged"] = False
     df["error"] = ""
-    if diverged:               # rows of NaN metrics, whatever (if any) the others measured
+    if diverged:  # rows of NaN metrics, whatever (if any) the others measured
         bad = pd.DataFrame({"diverged": True, "error": list(diverged.values())}, index=list(diverged))
         df = pd.concat([df, bad]) if len(df) else bad
     order = [k for k in list(extra_models or {}) + list(specs) if k in df.index]
@@ -147,6 +154,7 @@ def run_methods(methods, model, task: Task, extra_models: dict | None = None, mi
 
 
 # ----------------------------------------------------------------------------- spread
+
 
 @dataclass
 class Spread:
@@ -184,8 +192,9 @@ class Spread:
         cols = [c for m in metrics for c in out.columns if c.startswith(m + " ")]
         return out[cols + ["runs", "diverged"]]
 
-    def table(self, metrics: Iterable[str] = KEY_METRICS, digits: int = 1, names: dict | None = None
-              ) -> pd.DataFrame:
+    def table(
+        self, metrics: Iterable[str] = KEY_METRICS, digits: int = 1, names: dict | None = None
+    ) -> pd.DataFrame:
         """Display table: ``mean ± std`` per metric, "diverged" where every run diverged and a note
         ``(k/n diverged)`` where some did."""
         metrics = [m for m in metrics if m in self.runs.columns]
@@ -199,11 +208,13 @@ class Spread:
                     row[m] = "diverged"
                 elif isinstance(mu, float) and math.isnan(mu):
                     row[m] = "–"
-                elif math.isnan(sd):                 # one run: no spread to show
+                elif math.isnan(sd):  # one run: no spread to show
                     row[m] = f"{mu:.{digits}f}"
                 else:
                     row[m] = f"{mu:.{digits}f} ± {sd:.{digits}f}"
-            row["runs"] = int(r["runs"]) if not r["diverged"] else f"{int(r['runs'])} ({int(r['diverged'])} diverged)"
+            row["runs"] = (
+                int(r["runs"]) if not r["diverged"] else f"{int(r['runs'])} ({int(r['diverged'])} diverged)"
+            )
             rows[method] = row
         out = pd.DataFrame(rows).T
         out.index.name = "method"
@@ -218,14 +229,24 @@ class Spread:
 
     def per(self, metric: str, by: str = "forget") -> pd.DataFrame:
         """Mean of ``metric`` per method (rows) and forget class or seed (columns)."""
-        return self.runs.pivot_table(index="method", columns=by, values=metric, aggfunc="mean",
-                                     sort=False).reindex(self.methods)
+        return self.runs.pivot_table(
+            index="method", columns=by, values=metric, aggfunc="mean", sort=False
+        ).reindex(self.methods)
 
 
-def run_spread(methods, make_task: Callable, train: dict, *, seeds: Iterable[int] = (0, 1, 2),
-               forget: Iterable = (None,), mia: bool = True, reference: str = "retrain",
-               extra: Iterable[str] = ("original", "retrain"), verbose: bool = False,
-               on_run: Callable | None = None) -> Spread:
+def run_spread(
+    methods,
+    make_task: Callable,
+    train: dict,
+    *,
+    seeds: Iterable[int] = (0, 1, 2),
+    forget: Iterable = (None,),
+    mia: bool = True,
+    reference: str = "retrain",
+    extra: Iterable[str] = ("original", "retrain"),
+    verbose: bool = False,
+    on_run: Callable | None = None,
+) -> Spread:
     """Repeat one comparison over ``seeds`` × ``forget`` and return a :class:`Spread`.
 
     ``make_task(forget_item, seed) -> Task`` builds each task (``forget`` lists forget classes, or
@@ -235,7 +256,8 @@ def run_spread(methods, make_task: Callable, train: dict, *, seeds: Iterable[int
     ``methods`` as in :func:`run_methods`; each gets ``seed`` where it takes one.
     ``on_run(seed, forget, models)`` sees each run's models (e.g. to keep one for a figure).
     """
-    from .zoo import train_or_load
+    from .sweep.run import prepare
+
     seeds, forget = list(seeds), list(forget)
     if not seeds or not forget:
         raise ValueError("run_spread needs at least one seed and one forget item.")
@@ -243,12 +265,18 @@ def run_spread(methods, make_task: Callable, train: dict, *, seeds: Iterable[int
     for item in forget:
         for seed in seeds:
             task = make_task(item, seed)
-            kw = {"verbose": False, **train, "seed": seed}
-            original = train_or_load(task, "original", **kw)
-            retrained = train_or_load(task, "retrain", **kw)
+            original, retrained = prepare(task, train, seed)
             base = {"original": original, "retrain": retrained}
-            df, models = run_methods(methods, original, task, {k: base[k] for k in extra}, mia=mia,
-                                     reference=reference, verbose=verbose, seed=seed)
+            df, models = run_methods(
+                methods,
+                original,
+                task,
+                {k: base[k] for k in extra},
+                mia=mia,
+                reference=reference,
+                verbose=verbose,
+                seed=seed,
+            )
             if on_run is not None:
                 on_run(seed, item, models)
             df = df.reset_index()
@@ -260,19 +288,18 @@ def run_spread(methods, make_task: Callable, train: dict, *, seeds: Iterable[int
 
 # ----------------------------------------------------------------------------- display
 
+
 def format_table(df: pd.DataFrame, columns=None, digits: int = 1, names: dict | None = None) -> pd.DataFrame:
     """A display copy of a :func:`run_methods` table: rounded numbers, "diverged" in diverged rows."""
     cols = [c for c in (columns or df.columns) if c in df.columns and c not in ("diverged", "error")]
     out = df[cols].astype(object).copy()
     for c in cols:
-        out[c] = [f"{v:.{digits}f}" if isinstance(v, (float, int, np.floating)) and not pd.isna(v) else
-                  ("–" if pd.isna(v) else v) for v in df[c]]
+        out[c] = [
+            f"{v:.{digits}f}"
+            if isinstance(v, (float, int, np.floating)) and not pd.isna(v)
+            else ("–" if pd.isna(v) else v)
+            for v in df[c]
+        ]
     if "diverged" in df.columns:
         out.loc[df["diverged"].astype(bool), cols] = "diverged"
     return out.rename(columns=names or {})
-
-
-def results_table(df: pd.DataFrame, columns=None, digits: int = 2) -> pd.DataFrame:
-    """A rounded copy of an evaluation table for display (kept for older chapters)."""
-    cols = columns or list(df.columns)
-    return df[cols].round(digits)

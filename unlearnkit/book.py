@@ -18,6 +18,7 @@ code cells, a hash of the library's source, the profile and the seed it ran. ``-
 (and the test suite) fails when a committed notebook's code cells no longer match its stamp: its
 stored outputs were made by other code and must be re-executed, never edited by hand.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROFILES = ("smoke", "quick", "full")
-DRY_RUN_TIMEOUT = 300          # seconds per chapter in a dry run (two steps per loop) unless --timeout says
+DRY_RUN_TIMEOUT = 300  # seconds per chapter in a dry run (two steps per loop) unless --timeout says
 CIFAR10_FOLDERS = ("cifar10-jpeg", "cifar10", "CIFAR-10-images")
 
 
@@ -65,8 +66,15 @@ def library_digest(folder: Path = LIBRARY) -> str:
 def stamp(nb, profile: str, seed, dry_run: bool = False) -> dict:
     """Write the provenance stamp into ``nb.metadata`` and return it."""
     import torch
-    s = {"code": code_digest(nb), "library": library_digest(), "profile": profile, "seed": seed,
-         "torch": torch.__version__, "executed": time.strftime("%Y-%m-%d")}
+
+    s = {
+        "code": code_digest(nb),
+        "library": library_digest(),
+        "profile": profile,
+        "seed": seed,
+        "torch": torch.__version__,
+        "executed": time.strftime("%Y-%m-%d"),
+    }
     nb.metadata[STAMP_KEY] = s
     return s
 
@@ -74,21 +82,27 @@ def stamp(nb, profile: str, seed, dry_run: bool = False) -> dict:
 def stamp_problem(nb_path: Path) -> str | None:
     """Why the committed notebook's stored outputs may not come from its code, or None when they do."""
     import nbformat
+
     nb = nbformat.read(nb_path, as_version=4)
     s = nb.metadata.get(STAMP_KEY)
     if not isinstance(s, dict) or "code" not in s:
-        return (f"{nb_path.name} has no execution stamp: execute it with `python -m unlearnkit.book "
-                f"--only {nb_path.stem} --write-back` (never edit stored outputs by hand)")
+        return (
+            f"{nb_path.name} has no execution stamp: execute it with `python -m unlearnkit.book "
+            f"--only {nb_path.stem} --write-back` (never edit stored outputs by hand)"
+        )
     if s["code"] != code_digest(nb):
-        return (f"{nb_path.name}: its code cells changed after its outputs were stored (stamp "
-                f"{s['code'][:12]}, code now {code_digest(nb)[:12]}): re-execute it with `python -m "
-                f"unlearnkit.book --only {nb_path.stem} --write-back`")
+        return (
+            f"{nb_path.name}: its code cells changed after its outputs were stored (stamp "
+            f"{s['code'][:12]}, code now {code_digest(nb)[:12]}): re-execute it with `python -m "
+            f"unlearnkit.book --only {nb_path.stem} --write-back`"
+        )
     return None
 
 
 def chapters(root: Path) -> list[Path]:
     """The notebooks of ``_toc.yml``'s chapters, in order."""
     import yaml
+
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     files = [c["file"] for c in toc.get("chapters", [])]
     return [root / f"{f}.ipynb" for f in files if (root / f"{f}.ipynb").exists()]
@@ -100,8 +114,8 @@ class Result:
 
     chapter: str
     seconds: float
-    error: str | None = None          # None: it ran through
-    cell: int | None = None           # index of the failing cell
+    error: str | None = None  # None: it ran through
+    cell: int | None = None  # index of the failing cell
 
     @property
     def ok(self) -> bool:
@@ -145,9 +159,14 @@ def execute(nb_path: Path, timeout: float | None = None, out_path: Path | None =
     def on_cell_start(cell, cell_index):
         where["cell"] = cell_index
 
-    client = NotebookClient(nb, kernel_name="python3", timeout_func=cell_timeout, record_timing=False,
-                            on_cell_start=on_cell_start,
-                            resources={"metadata": {"path": str(nb_path.parent)}})
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout_func=cell_timeout,
+        record_timing=False,
+        on_cell_start=on_cell_start,
+        resources={"metadata": {"path": str(nb_path.parent)}},
+    )
     error = None
     try:
         client.execute()
@@ -182,8 +201,18 @@ def environment(env: dict):
 
 def build(src: Path, out: Path) -> None:
     """Render the book at ``src`` to ``out/_build/html`` with warnings as errors."""
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(src), "--path-output", str(out), "-W", "-n",
-           "--keep-going"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter_book",
+        "build",
+        str(src),
+        "--path-output",
+        str(out),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     # jupyter-book 1 exposes its CLI as `jupyter-book`; fall back to it when -m is unavailable
     exe = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or shutil.which("jupyter-book")
     if exe:
@@ -204,12 +233,13 @@ def find_cifar10(data: Path) -> Path | None:
     return None
 
 
-def kernel_env(root: Path, profile: str | None = None, seed: int | None = None,
-               dry_run: bool = False) -> dict:
+def kernel_env(
+    root: Path, profile: str | None = None, seed: int | None = None, dry_run: bool = False
+) -> dict:
     """The environment the chapters' kernels run in (the runner's own, plus the run's switches)."""
     env = dict(os.environ)
     env.setdefault("UNLEARNKIT_DATA", str(root / "data"))
-    env["UNLEARNKIT_PROGRESS"] = "0"            # progress bars never leak into stored outputs
+    env["UNLEARNKIT_PROGRESS"] = "0"  # progress bars never leak into stored outputs
     if profile:
         env["UNLEARNKIT_PROFILE"] = profile
     if seed is not None:
@@ -255,8 +285,9 @@ def _clock(s: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def run_chapters(root: Path, work: Path, env: dict, only=None, timeout: float | None = None,
-                 write_back: bool = False) -> list[Result]:
+def run_chapters(
+    root: Path, work: Path, env: dict, only=None, timeout: float | None = None, write_back: bool = False
+) -> list[Result]:
     """Execute the chapters of the copy in ``work`` one after the other, going on after a failure."""
     results = []
     for nb in chapters(work):
@@ -282,7 +313,9 @@ def run_chapters(root: Path, work: Path, env: dict, only=None, timeout: float | 
 
 def _stamp_file(nb_path: Path, env: dict) -> None:
     import nbformat
+
     from .profiles import profile_name
+
     nb = nbformat.read(nb_path, as_version=4)
     with environment(env):
         name = profile_name()
@@ -296,27 +329,54 @@ def check_stamps(root: Path) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m unlearnkit.book", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m unlearnkit.book",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--root", default=".", help="the repository root (with _config.yml and _toc.yml)")
-    ap.add_argument("--profile", choices=PROFILES, default=None,
-                    help="the profile the chapters run (sets UNLEARNKIT_PROFILE; default: the environment's, "
-                         "else full with a GPU and quick without)")
+    ap.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="the profile the chapters run (sets UNLEARNKIT_PROFILE; default: the environment's, "
+        "else full with a GPU and quick without)",
+    )
     ap.add_argument("--seed", type=int, default=None, help="the seed of every chapter (sets UNLEARNKIT_SEED)")
-    ap.add_argument("--dry-run", action="store_true",
-                    help="check the code path only: loops capped at two steps, small data, no claims, "
-                         "copies in _build/dry-run, nothing rendered")
-    ap.add_argument("--timeout", type=float, default=None,
-                    help=f"seconds each chapter may run (default: unbounded; {DRY_RUN_TIMEOUT} in a dry run)")
-    ap.add_argument("--write-back", action="store_true",
-                    help="copy each successfully executed notebook back into book/ (refreshes the committed outputs)")
-    ap.add_argument("--render-only", action="store_true", help="render the committed outputs, execute nothing")
-    ap.add_argument("--work", default=None,
-                    help="folder for the executed copies (default _build/run, or _build/dry-run); give each "
-                         "concurrent run its own")
-    ap.add_argument("--no-render", action="store_true", help="execute (and write back) but do not render the book")
-    ap.add_argument("--check-stamps", action="store_true",
-                    help="check that every committed chapter's code cells match its execution stamp; execute nothing")
+    ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the code path only: loops capped at two steps, small data, no claims, "
+        "copies in _build/dry-run, nothing rendered",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help=f"seconds each chapter may run (default: unbounded; {DRY_RUN_TIMEOUT} in a dry run)",
+    )
+    ap.add_argument(
+        "--write-back",
+        action="store_true",
+        help="copy each successfully executed notebook back into book/ (refreshes the committed outputs)",
+    )
+    ap.add_argument(
+        "--render-only", action="store_true", help="render the committed outputs, execute nothing"
+    )
+    ap.add_argument(
+        "--work",
+        default=None,
+        help="folder for the executed copies (default _build/run, or _build/dry-run); give each "
+        "concurrent run its own",
+    )
+    ap.add_argument(
+        "--no-render", action="store_true", help="execute (and write back) but do not render the book"
+    )
+    ap.add_argument(
+        "--check-stamps",
+        action="store_true",
+        help="check that every committed chapter's code cells match its execution stamp; execute nothing",
+    )
     ap.add_argument("--only", nargs="*", default=None, help="execute only chapters whose name contains these")
     a = ap.parse_args(argv)
     root = Path(a.root).resolve()
@@ -325,7 +385,9 @@ def main(argv=None) -> int:
     if a.seed is not None and a.seed < 0:
         ap.error("--seed must be a non-negative integer")
     if a.dry_run and (a.write_back or a.render_only):
-        ap.error("--dry-run executes throw-away copies: it cannot be combined with --write-back or --render-only")
+        ap.error(
+            "--dry-run executes throw-away copies: it cannot be combined with --write-back or --render-only"
+        )
     if a.check_stamps:
         problems = check_stamps(root)
         for p in problems:
@@ -342,9 +404,12 @@ def main(argv=None) -> int:
     env = kernel_env(root, a.profile, a.seed, a.dry_run)
     timeout = a.timeout if a.timeout is not None else (DRY_RUN_TIMEOUT if a.dry_run else None)
     mode = "DRY RUN of " if a.dry_run else ""
-    print(f"{mode}profile {env.get('UNLEARNKIT_PROFILE', '(hardware default)')}, "
-          f"seed {env.get('UNLEARNKIT_SEED', '(default)')}, copies in {work}"
-          + (f", {timeout:.0f}s per chapter" if timeout else ""), flush=True)
+    print(
+        f"{mode}profile {env.get('UNLEARNKIT_PROFILE', '(hardware default)')}, "
+        f"seed {env.get('UNLEARNKIT_SEED', '(default)')}, copies in {work}"
+        + (f", {timeout:.0f}s per chapter" if timeout else ""),
+        flush=True,
+    )
     results = run_chapters(root, work, env, a.only, timeout, a.write_back)
     print()
     print(summary(results, f"{mode}profile {env.get('UNLEARNKIT_PROFILE', '(hardware default)')}:"))
@@ -356,11 +421,16 @@ def main(argv=None) -> int:
         print(f"\ndry run passed: every chapter ran its code path (executed copies in {work})")
         return 0
     if a.no_render:
-        print("executed; not rendered (--no-render)" + (" (outputs written back to book/)" if a.write_back else ""))
+        print(
+            "executed; not rendered (--no-render)"
+            + (" (outputs written back to book/)" if a.write_back else "")
+        )
         return 0
     build(work, root)
-    print(f"rendered to {root / '_build' / 'html'}"
-          + (" (outputs written back to book/)" if a.write_back else " (committed notebooks untouched)"))
+    print(
+        f"rendered to {root / '_build' / 'html'}"
+        + (" (outputs written back to book/)" if a.write_back else " (committed notebooks untouched)")
+    )
     return 0
 
 

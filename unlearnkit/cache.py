@@ -4,6 +4,7 @@ Every file the library caches (decoded ImageFolder tensors, trained models) is w
 temporary file in the same folder and then renamed over its final name, so a crash or a
 full disk never leaves half a file behind: a reader sees the old file or the new one.
 """
+
 from __future__ import annotations
 
 import os

@@ -19,6 +19,7 @@ classes), and glues it (``glue("c3_vs_ft", uk.verdict(unsir_acc, ft_acc))`` and
 The words come back as :class:`Word`: a ``str`` that glues without quotes. Explained and used
 from the opening chapter (``book/01_unlearning_problem.ipynb``) on.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,6 +56,7 @@ class NoRunsError(ValueError):
 
 def _dry_run() -> bool:
     from .profiles import active
+
     return active().dry_run
 
 
@@ -91,12 +93,21 @@ def _judged(fn):
             if _dry_run():
                 return Word(DRY_RUN_WORD)
             raise
+
     return wrapper
 
 
 @_judged
-def verdict(a, b, *, higher_is_better: bool = True, margin: float = 0.0, paired: bool = False,
-            alpha: float = 0.05, words: Sequence[str] | None = None) -> Word:
+def verdict(
+    a,
+    b,
+    *,
+    higher_is_better: bool = True,
+    margin: float = 0.0,
+    paired: bool = False,
+    alpha: float = 0.05,
+    words: Sequence[str] | None = None,
+) -> Word:
     """Compare result ``a`` with result ``b`` over runs and return ``better``, ``worse`` or ``tie``.
 
     ``a`` and ``b`` are the values of one metric over runs (seeds × forget classes), or a scalar
@@ -121,8 +132,10 @@ def verdict(a, b, *, higher_is_better: bool = True, margin: float = 0.0, paired:
         xa = np.asarray(a, dtype=float).ravel()
         xb = np.asarray(b, dtype=float).ravel()
         if xa.shape != xb.shape or xa.size < 2:
-            raise ValueError("paired=True needs two equally long sequences of at least 2 aligned runs "
-                             f"(got {xa.size} and {xb.size}); use the spread rule (paired=False) otherwise.")
+            raise ValueError(
+                "paired=True needs two equally long sequences of at least 2 aligned runs "
+                f"(got {xa.size} and {xb.size}); use the spread rule (paired=False) otherwise."
+            )
         keep = ~(np.isnan(xa) | np.isnan(xb))
         d = xa[keep] - xb[keep]
         if d.size < 2:
@@ -132,6 +145,7 @@ def verdict(a, b, *, higher_is_better: bool = True, margin: float = 0.0, paired:
             p = 0.0 if d[0] != 0 else 1.0
         else:
             from scipy import stats
+
             p = float(stats.ttest_rel(xa[keep], xb[keep]).pvalue)
         details.update(diff=diff, p=p, rule=f"paired t-test, alpha {alpha}")
         significant = p < alpha and abs(diff) > margin
@@ -158,13 +172,20 @@ def against_paper(ours, paper: float, tol: float, *, words: Sequence[str] | None
         raise ValueError(f"The paper's number must be finite, got {paper}.")
     m, s, n = spread_of(ours)
     gap = m - float(paper)
-    return Word(agree if abs(gap) <= tol else disagree, mean=m, std=s, n=n, paper=float(paper), gap=gap,
-                tol=tol)
+    return Word(
+        agree if abs(gap) <= tol else disagree, mean=m, std=s, n=n, paper=float(paper), gap=gap, tol=tol
+    )
 
 
 @_judged
-def ordering(ours: Mapping[str, object], paper: Mapping[str, float], *, higher_is_better: bool = True,
-             margin: float = 0.0, words: Sequence[str] | None = None) -> Word:
+def ordering(
+    ours: Mapping[str, object],
+    paper: Mapping[str, float],
+    *,
+    higher_is_better: bool = True,
+    margin: float = 0.0,
+    words: Sequence[str] | None = None,
+) -> Word:
     """Does our order of methods follow the paper's?
 
     ``ours``: method → runs; ``paper``: method → the paper's number (same keys). For every pair
@@ -179,7 +200,7 @@ def ordering(ours: Mapping[str, object], paper: Mapping[str, float], *, higher_i
     names = list(paper)
     pairs, reversed_, ties = [], 0, 0
     for i, x in enumerate(names):
-        for y in names[i + 1:]:
+        for y in names[i + 1 :]:
             if paper[x] == paper[y]:
                 continue
             hi, lo = (x, y) if (paper[x] > paper[y]) == higher_is_better else (y, x)

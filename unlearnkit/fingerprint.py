@@ -14,6 +14,7 @@ by configuration.
 
 The hashes are computed once per process (the code a process runs is the code it imported).
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,8 +31,8 @@ PACKAGE = __name__.rsplit(".", 1)[0]
 TRAINING_MODULES = ("models", "training", "data", "tasks")
 # modules whose source decides every row of a results table (on top of the training code)
 EVAL_MODULES = ("metrics", "attacks", "bench", "methods._registry")
-# the sweep's run recipe: these functions of unlearnkit/sweep.py (not the whole module)
-RECIPE = ("run_one", "make_task", "_relearn")
+# the sweep's run recipe: these functions of unlearnkit/sweep/run.py (not the whole module)
+RECIPE = ("run_one", "make_task", "prepare", "relearn", "use_profile")
 
 
 def _source(obj) -> str:
@@ -72,8 +73,11 @@ def _module(name: str) -> ModuleType:
 def _functions(module: ModuleType, names) -> str:
     """The source text of the top-level functions ``names`` of ``module``, as its file has them."""
     text = _source(module)
-    defs = {n.name: ast.get_source_segment(text, n) for n in ast.parse(text).body
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    defs = {
+        n.name: ast.get_source_segment(text, n)
+        for n in ast.parse(text).body
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
     return "\n".join(defs.get(n) or "" for n in names)
 
 
@@ -86,7 +90,7 @@ def _imported(path: str, package: str) -> list[str]:
             continue
         base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
         for alias in node.names:
-            for name in (f"{base}.{alias.name}", base):      # a submodule, else the module itself
+            for name in (f"{base}.{alias.name}", base):  # a submodule, else the module itself
                 try:
                     spec = importlib.util.find_spec(name)
                 except (ImportError, ValueError):
@@ -110,7 +114,7 @@ def training_code() -> str:
 def eval_code() -> str:
     """Hash of the code shared by every row of a results table: :func:`training_code`, the
     sources of :data:`EVAL_MODULES` and the sweep's run recipe (:data:`RECIPE`)."""
-    recipe = _functions(_module("sweep"), RECIPE)
+    recipe = _functions(_module("sweep.run"), RECIPE)
     own = code_hash(*(_module(m) for m in EVAL_MODULES))
     return _combine(own, _text_hash(recipe), training_code())
 
@@ -121,10 +125,11 @@ def method_code(name: str) -> str:
     the library modules that module imports (a method defined outside the library: the source of
     its function)."""
     from .methods import get_method
+
     fn = inspect.unwrap(get_method(name))
     path = inspect.getsourcefile(fn)
     if not path or not Path(path).is_file() or not fn.__module__.startswith(PACKAGE + "."):
-        return code_hash(fn)                  # defined elsewhere (e.g. in a notebook): its own source
+        return code_hash(fn)  # defined elsewhere (e.g. in a notebook): its own source
     return code_hash(path, *_imported(path, fn.__module__.rsplit(".", 1)[0]))
 
 

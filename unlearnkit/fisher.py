@@ -14,6 +14,7 @@ gradient some benchmarks use instead; it is not the Fisher and is named so.
 The model is evaluated in eval mode (batch-norm uses its running statistics), in float32.
 In a dry run (:mod:`unlearnkit.profiles`) only the first two samples are used.
 """
+
 from __future__ import annotations
 
 import torch
@@ -57,11 +58,11 @@ def _loop_fisher(model, x, y, kind, dev):
     named = _trainable(model)
     acc = {n: torch.zeros_like(p) for n, p in named}
     for i in range(len(x)):
-        logp = F.log_softmax(model(x[i:i + 1].to(dev)), 1)[0]
+        logp = F.log_softmax(model(x[i : i + 1].to(dev)), 1)[0]
         for c, w in _targets(logp, y[i], kind):
             gs = torch.autograd.grad(logp[c], [p for _, p in named], retain_graph=True)
             for (n, _), g in zip(named, gs):
-                acc[n] += w * g ** 2
+                acc[n] += w * g**2
     return acc
 
 
@@ -79,13 +80,13 @@ def _vmap_fisher(model, x, y, kind, batch_size, dev):
         xb, yb = xb.to(dev), yb.to(dev)
         if kind == "empirical":
             for n, g in g_fn(params, xb, yb).items():
-                acc[n] += (g ** 2).sum(0)
+                acc[n] += (g**2).sum(0)
             continue
         with torch.no_grad():
             prob = F.softmax(model(xb), 1)
         for c in range(prob.shape[1]):
             for n, g in g_fn(params, xb, torch.full_like(yb, c)).items():
-                acc[n] += (prob[:, c].reshape(-1, *([1] * (g.dim() - 1))) * g ** 2).sum(0)
+                acc[n] += (prob[:, c].reshape(-1, *([1] * (g.dim() - 1))) * g**2).sum(0)
     return acc
 
 
@@ -100,8 +101,14 @@ def _check_fisher_args(x, y, kind, method):
         raise ValueError(f"The {kind} Fisher needs labels y; use kind='true' for unlabelled inputs.")
 
 
-def diag_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, kind: str = "empirical",
-                batch_size: int = 64, method: str = "auto") -> dict:
+def diag_fisher(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    kind: str = "empirical",
+    batch_size: int = 64,
+    method: str = "auto",
+) -> dict:
     """Diagonal Fisher information of ``model`` over ``(x, y)``, averaged over samples.
 
     Returns ``{parameter name: tensor shaped like the parameter}``. ``method``: ``"vmap"``
@@ -145,8 +152,10 @@ def _mas_batch_mean(model, x, batch_size, squared, dev):
     for (xb,) in batches(x, batch_size=batch_size):
         out = model(xb.to(dev)).float()
         (_output_norm(out, squared).sum() / len(x)).backward()
-    imp = {n: p.grad.detach().abs().clone() if p.grad is not None else torch.zeros_like(p)
-           for n, p in _trainable(model)}
+    imp = {
+        n: p.grad.detach().abs().clone() if p.grad is not None else torch.zeros_like(p)
+        for n, p in _trainable(model)
+    }
     model.zero_grad(set_to_none=True)
     return imp
 
@@ -156,7 +165,7 @@ def _mas_loop(model, x, squared, dev):
     named = _trainable(model)
     acc = {n: torch.zeros_like(p) for n, p in named}
     for i in range(len(x)):
-        norm = _output_norm(model(x[i:i + 1].to(dev)).float()[0], squared)
+        norm = _output_norm(model(x[i : i + 1].to(dev)).float()[0], squared)
         gs = torch.autograd.grad(norm, [p for _, p in named], allow_unused=True)
         for (n, _), g in zip(named, gs):
             if g is not None:
@@ -180,8 +189,16 @@ def _mas_vmap(model, x, squared, chunk, dev):
     return acc
 
 
-def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int = 128, squared: bool = False, *,
-                   per_sample: bool = True, method: str = "auto", chunk: int = 16) -> dict:
+def mas_importance(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 128,
+    squared: bool = False,
+    *,
+    per_sample: bool = True,
+    method: str = "auto",
+    chunk: int = 16,
+) -> dict:
     """Memory-Aware-Synapses importance (Aljundi et al. 2018) of every trainable parameter on ``x``.
 
     * ``per_sample=True`` (default, Eq. 2 of Cha et al. 2024 as written):
@@ -207,7 +224,7 @@ def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int = 128, squ
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}.")
     check_inputs(model, x)
-    x = x[:profiles.active().cap(len(x))]
+    x = x[: profiles.active().cap(len(x))]
     dev = next(model.parameters()).device
     was = model.training
     model.eval()

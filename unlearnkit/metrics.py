@@ -15,6 +15,7 @@ Defined and illustrated in the opening chapter (``book/01_unlearning_problem.ipy
 * layer-wise weight distance, activation distance, output entropy, JS divergence,
   linear CKA, prediction confusion.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,6 +35,7 @@ EPS = 1e-12
 
 
 # ----------------------------------------------------------------------------- simple quantities
+
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (nats) of softmax(logits), per row."""
@@ -64,7 +66,11 @@ def js_divergence_probs(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 def js_divergence(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor) -> float:
     """Mean JS divergence between the two models' predictive distributions on ``x``."""
-    return js_divergence_probs(F.softmax(predict(model_a, x), 1), F.softmax(predict(model_b, x), 1)).mean().item()
+    return (
+        js_divergence_probs(F.softmax(predict(model_a, x), 1), F.softmax(predict(model_b, x), 1))
+        .mean()
+        .item()
+    )
 
 
 def activation_distance(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor) -> float:
@@ -136,6 +142,7 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # ----------------------------------------------------------------------------- membership inference
 
+
 def mia_entropy(model: nn.Module, task: Task, seed: int = 0) -> float:
     """Entropy-based membership inference (SSD / JiT benchmark), in percent.
 
@@ -173,11 +180,13 @@ class _Logits:
     def get(self, which: str):
         """``(logits, labels)`` of ``forget``, ``retain``, ``test_forget``, ``test_retain`` or ``test``."""
         t, d = self.task, self.task.data
-        split, y, idx = {"forget": ("train", d.y_train, t.forget_idx),
-                         "retain": ("train", d.y_train, t.retain_idx),
-                         "test_forget": ("test", d.y_test, t.test_forget_idx),
-                         "test_retain": ("test", d.y_test, t.test_retain_idx),
-                         "test": ("test", d.y_test, None)}[which]
+        split, y, idx = {
+            "forget": ("train", d.y_train, t.forget_idx),
+            "retain": ("train", d.y_train, t.retain_idx),
+            "test_forget": ("test", d.y_test, t.test_forget_idx),
+            "test_retain": ("test", d.y_test, t.test_retain_idx),
+            "test": ("test", d.y_test, None),
+        }[which]
         logits = self._split(split)
         if idx is None:
             return logits, y.to(logits.device)
@@ -223,9 +232,19 @@ def _mia_loss_auc(L: _Logits) -> float:
 
 # ----------------------------------------------------------------------------- relearn time
 
-def relearn_time(model: nn.Module, task: Task, target: float, definition: str = "unsir", max_epochs: int = 50,
-                 lr: float = 0.01, batch_size: int = 64, n_per_epoch: int = 500, seed: int = 0,
-                 curve: list | None = None) -> int:
+
+def relearn_time(
+    model: nn.Module,
+    task: Task,
+    target: float,
+    definition: str = "unsir",
+    max_epochs: int = 50,
+    lr: float = 0.01,
+    batch_size: int = 64,
+    n_per_epoch: int = 500,
+    seed: int = 0,
+    curve: list | None = None,
+) -> int:
     """Epochs a copy of ``model`` needs to relearn the forget set; ``max_epochs + 1`` if it never does.
 
     * ``definition="unsir"``: each epoch trains on ``n_per_epoch`` random training samples
@@ -247,11 +266,17 @@ def relearn_time(model: nn.Module, task: Task, target: float, definition: str = 
 
     def done(epoch=0):
         if curve is not None:
-            curve.append({"epoch": epoch, "forget_acc": accuracy(m, xf, yf),
-                          "forget_loss": per_sample_loss(m, xf, yf).mean().item()})
+            curve.append(
+                {
+                    "epoch": epoch,
+                    "forget_acc": accuracy(m, xf, yf),
+                    "forget_loss": per_sample_loss(m, xf, yf).mean().item(),
+                }
+            )
         if definition == "unsir":
             return accuracy(m, xf, yf) >= target
         return per_sample_loss(m, xf, yf).mean().item() <= target
+
     if done():
         return 0
     for epoch in range(1, max_epochs + 1):
@@ -260,8 +285,18 @@ def relearn_time(model: nn.Module, task: Task, target: float, definition: str = 
             xe, ye = x[idx], y[idx]
         else:
             xe, ye = x, y
-        fit(m, xe, ye, epochs=1, lr=lr, batch_size=batch_size, schedule="constant", weight_decay=0.0,
-            progress=False, seed=seed + epoch)
+        fit(
+            m,
+            xe,
+            ye,
+            epochs=1,
+            lr=lr,
+            batch_size=batch_size,
+            schedule="constant",
+            weight_decay=0.0,
+            progress=False,
+            seed=seed + epoch,
+        )
         if done(epoch):
             return epoch
     return max_epochs + 1
@@ -269,12 +304,17 @@ def relearn_time(model: nn.Module, task: Task, target: float, definition: str = 
 
 # ----------------------------------------------------------------------------- the table
 
+
 def evaluate_one(model: nn.Module, task: Task, mia: bool = True, logits: _Logits | None = None) -> dict:
     """One row of :func:`evaluate`, from one forward pass over each split (``logits``)."""
     task = as_task(task)
     L = logits or _Logits(model, task)
-    row = {"train_forget": L.accuracy("forget"), "train_retain": L.accuracy("retain"),
-           "test_forget": L.accuracy("test_forget"), "test_retain": L.accuracy("test_retain")}
+    row = {
+        "train_forget": L.accuracy("forget"),
+        "train_retain": L.accuracy("retain"),
+        "test_forget": L.accuracy("test_forget"),
+        "test_retain": L.accuracy("test_retain"),
+    }
     forget_acc = row["test_forget"] if not math.isnan(row["test_forget"]) else row["train_forget"]
     row["E_F"] = 100.0 - row["test_forget"] if not math.isnan(row["test_forget"]) else float("nan")
     row["unlearn_score"] = unlearn_score(row["test_retain"], forget_acc)
@@ -293,21 +333,45 @@ def evaluate(models, task: Task, mia: bool = True, reference: str | None = "retr
     if isinstance(models, nn.Module):
         models = {"model": models}
     if not isinstance(models, dict) or not models:
-        raise TypeError("evaluate() needs a model or a non-empty dict {name: model}, got "
-                        f"{type(models).__name__}.")
+        raise TypeError(
+            f"evaluate() needs a model or a non-empty dict {{name: model}}, got {type(models).__name__}."
+        )
     bad = {k: type(v).__name__ for k, v in models.items() if not isinstance(v, nn.Module)}
     if bad:
         name, kind = next(iter(bad.items()))
-        raise TypeError(f"evaluate(): {name!r} is a {kind}, not a torch model. Pass {{name: model}}, "
-                        f"e.g. {{'original': original, 'retrain': retrained}}.")
+        raise TypeError(
+            f"evaluate(): {name!r} is a {kind}, not a torch model. Pass {{name: model}}, "
+            f"e.g. {{'original': original, 'retrain': retrained}}."
+        )
     task = as_task(task)
     logits = {name: _Logits(m, task) for name, m in models.items()}
     rows = {name: evaluate_one(m, task, mia=mia, logits=logits[name]) for name, m in models.items()}
     df = pd.DataFrame.from_dict(rows, orient="index")
     if reference in models:
         ref = F.softmax(logits[reference].get("forget")[0], 1)
-        df["JS_to_" + reference] = [js_divergence_probs(F.softmax(L.get("forget")[0], 1), ref).mean().item()
-                                    for L in logits.values()]
+        df["JS_to_" + reference] = [
+            js_divergence_probs(F.softmax(L.get("forget")[0], 1), ref).mean().item() for L in logits.values()
+        ]
     df.index.name = "method"
     return df
-from .quality import (add_tug_of_war, attack_rates, confidences, epsilon_bins, epsilon_score, example_epsilon, final_score, forget_quality, logit_confidence, tug_of_war)  # noqa: E402,F401
+
+
+# the per-example forget-quality score lives in :mod:`unlearnkit.quality`; its old home keeps the names
+from . import quality as _quality  # noqa: E402  (quality imports this module)
+
+add_tug_of_war, attack_rates, confidences = (
+    _quality.add_tug_of_war,
+    _quality.attack_rates,
+    _quality.confidences,
+)
+epsilon_bins, epsilon_score, example_epsilon = (
+    _quality.epsilon_bins,
+    _quality.epsilon_score,
+    _quality.example_epsilon,
+)
+final_score, forget_quality, logit_confidence = (
+    _quality.final_score,
+    _quality.forget_quality,
+    _quality.logit_confidence,
+)
+tug_of_war = _quality.tug_of_war

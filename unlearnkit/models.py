@@ -7,6 +7,7 @@ Every model starts with a :class:`Normalize` layer, so it takes inputs in ``[0, 
 pixel space (attacks and mnemonic codes live there), and remembers how it was built
 in ``model.arch`` so the zoo can rebuild it.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,16 +51,24 @@ class MLP(nn.Module):
 
 
 def _conv_bn(cin, cout, stride=1, k=3):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class SmallCNN(nn.Module):
     def __init__(self, in_shape, num_classes, width=32):
         super().__init__()
         c = in_shape[0]
-        self.features = nn.Sequential(_conv_bn(c, width), _conv_bn(width, width), nn.MaxPool2d(2),
-                                      _conv_bn(width, 2 * width), _conv_bn(2 * width, 2 * width),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(
+            _conv_bn(c, width),
+            _conv_bn(width, width),
+            nn.MaxPool2d(2),
+            _conv_bn(width, 2 * width),
+            _conv_bn(2 * width, 2 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.fc = nn.Linear(2 * width, num_classes)
 
     def forward(self, x):
@@ -109,9 +118,19 @@ class AllCNN(nn.Module):
         super().__init__()
         w1, w2 = width, 2 * width
         self.features = nn.Sequential(
-            _conv_bn(in_shape[0], w1), _conv_bn(w1, w1), _conv_bn(w1, w1, stride=2), nn.Dropout(dropout),
-            _conv_bn(w1, w2), _conv_bn(w2, w2), _conv_bn(w2, w2, stride=2), nn.Dropout(dropout),
-            _conv_bn(w2, w2), _conv_bn(w2, w2, k=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            _conv_bn(in_shape[0], w1),
+            _conv_bn(w1, w1),
+            _conv_bn(w1, w1, stride=2),
+            nn.Dropout(dropout),
+            _conv_bn(w1, w2),
+            _conv_bn(w2, w2),
+            _conv_bn(w2, w2, stride=2),
+            nn.Dropout(dropout),
+            _conv_bn(w2, w2),
+            _conv_bn(w2, w2, k=1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.fc = nn.Linear(w2, num_classes)
 
     def forward(self, x):
@@ -145,7 +164,9 @@ class VGG11(nn.Module):
 class ViT(nn.Module):
     """A small Vision Transformer (pre-norm encoder, class token, learned positions)."""
 
-    def __init__(self, in_shape, num_classes, patch=None, dim=192, depth=6, heads=3, mlp_ratio=2.0, dropout=0.0):
+    def __init__(
+        self, in_shape, num_classes, patch=None, dim=192, depth=6, heads=3, mlp_ratio=2.0, dropout=0.0
+    ):
         super().__init__()
         c, h, w = in_shape
         patch = patch or (4 if h >= 16 else 2)
@@ -155,8 +176,9 @@ class ViT(nn.Module):
         n = (h // patch) * (w // patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos = nn.Parameter(torch.randn(1, n + 1, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, int(dim * mlp_ratio), dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, int(dim * mlp_ratio), dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.fc = nn.Linear(dim, num_classes)
@@ -168,14 +190,21 @@ class ViT(nn.Module):
 
 
 _BUILDERS = {
-    "mlp": MLP, "cnn": SmallCNN, "allcnn": AllCNN, "vgg11": VGG11, "vit": ViT,
-    "resnet18": lambda s, k, **kw: ResNet(s, k, blocks=(2, 2, 2, 2), widths=kw.pop("widths", (64, 128, 256, 512))),
+    "mlp": MLP,
+    "cnn": SmallCNN,
+    "allcnn": AllCNN,
+    "vgg11": VGG11,
+    "vit": ViT,
+    "resnet18": lambda s, k, **kw: ResNet(
+        s, k, blocks=(2, 2, 2, 2), widths=kw.pop("widths", (64, 128, 256, 512))
+    ),
     "resnet20": lambda s, k, **kw: ResNet(s, k, blocks=(3, 3, 3), widths=kw.pop("widths", (16, 32, 64))),
 }
 
 
-def build_model(name: str, data=None, *, in_shape=None, num_classes=None, mean=None, std=None,
-                device=None, **kwargs) -> nn.Module:
+def build_model(
+    name: str, data=None, *, in_shape=None, num_classes=None, mean=None, std=None, device=None, **kwargs
+) -> nn.Module:
     """Build a fresh model for ``data`` (a :class:`~unlearnkit.data.Dataset`) or explicit shapes.
 
     ``model.arch`` records the arguments, so ``rebuild(model)`` gives an untrained twin.
@@ -193,16 +222,27 @@ def build_model(name: str, data=None, *, in_shape=None, num_classes=None, mean=N
         raise ValueError("build_model needs a dataset or both in_shape and num_classes.")
     in_shape = tuple(int(s) for s in in_shape)
     if key not in ("mlp",) and len(in_shape) != 3:
-        raise ValueError(f"{name} expects image inputs (C, H, W) but the data has shape {in_shape}; "
-                         f"use model='mlp' for vector inputs such as the 2-D toys.")
+        raise ValueError(
+            f"{name} expects image inputs (C, H, W) but the data has shape {in_shape}; "
+            f"use model='mlp' for vector inputs such as the 2-D toys."
+        )
     net = _BUILDERS[key](in_shape, int(num_classes), **dict(kwargs))
     model = nn.Sequential()
-    model.add_module("normalize", Normalize(mean, std, channels=in_shape[0]) if len(in_shape) == 3
-                     else Normalize(mean, std, channels=in_shape[0]))
+    model.add_module(
+        "normalize",
+        Normalize(mean, std, channels=in_shape[0])
+        if len(in_shape) == 3
+        else Normalize(mean, std, channels=in_shape[0]),
+    )
     model.add_module("net", net)
-    model.arch = {"name": key, "in_shape": list(in_shape), "num_classes": int(num_classes),
-                  "mean": list(mean) if mean is not None else None,
-                  "std": list(std) if std is not None else None, "kwargs": dict(kwargs)}
+    model.arch = {
+        "name": key,
+        "in_shape": list(in_shape),
+        "num_classes": int(num_classes),
+        "mean": list(mean) if mean is not None else None,
+        "std": list(std) if std is not None else None,
+        "kwargs": dict(kwargs),
+    }
     return model.to(device) if device is not None else model
 
 
@@ -210,16 +250,26 @@ def rebuild(model: nn.Module, device=None) -> nn.Module:
     """A freshly initialised model of the same architecture."""
     a = getattr(model, "arch", None)
     if a is None:
-        raise ValueError("This model was not made by unlearnkit.build_model, so it cannot be rebuilt; "
-                         "pass a model built with uk.build_model(...).")
+        raise ValueError(
+            "This model was not made by unlearnkit.build_model, so it cannot be rebuilt; "
+            "pass a model built with uk.build_model(...)."
+        )
     dev = device or next(model.parameters()).device
-    return build_model(a["name"], in_shape=a["in_shape"], num_classes=a["num_classes"], mean=a["mean"],
-                       std=a["std"], device=dev, **a["kwargs"])
+    return build_model(
+        a["name"],
+        in_shape=a["in_shape"],
+        num_classes=a["num_classes"],
+        mean=a["mean"],
+        std=a["std"],
+        device=dev,
+        **a["kwargs"],
+    )
 
 
 def clone(model: nn.Module) -> nn.Module:
     """A deep copy that keeps ``model.arch``."""
     import copy
+
     new = copy.deepcopy(model)
     if hasattr(model, "arch"):
         new.arch = copy.deepcopy(model.arch)
@@ -230,9 +280,7 @@ def check_finite(model: nn.Module, what: str = "model") -> None:
     """Raise if any parameter is NaN or infinite (a diverged run must not be evaluated silently)."""
     for n, p in model.named_parameters():
         if not torch.isfinite(p).all():
-            raise ValueError(f"The {what} has non-finite weights in {n!r} (NaN or inf): training or "
-                             f"unlearning diverged. Lower the learning rate or reload the checkpoint.")
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+            raise ValueError(
+                f"The {what} has non-finite weights in {n!r} (NaN or inf): training or "
+                f"unlearning diverged. Lower the learning rate or reload the checkpoint."
+            )

@@ -2,39 +2,59 @@
 
 Forget is always red, retain blue, test grey; retrain green; the original black.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-COLORS = {"forget": "#d62728", "retain": "#1f77b4", "test": "#7f7f7f", "original": "#222222",
-          "retrain": "#2ca02c", "unlearned": "#9467bd"}
-METHOD_COLORS = {"original": "#222222", "retrain": "#2ca02c", "finetune": "#1f77b4", "neggrad": "#ff7f0e",
-                 "random_labels": "#8c564b", "fisher_forgetting": "#e377c2", "jit": "#9467bd",
-                 "mnemonic": "#17becf", "boundary_shrink": "#bcbd22", "unsir": "#d4a017"}
+COLORS = {
+    "forget": "#d62728",
+    "retain": "#1f77b4",
+    "test": "#7f7f7f",
+    "original": "#222222",
+    "retrain": "#2ca02c",
+    "unlearned": "#9467bd",
+}
 
 
 def setup(context: str = "notebook"):
     """The book's plotting style (seaborn whitegrid, readable sizes)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+
     sns.set_theme(context=context, style="whitegrid", palette="deep")
     plt.rcParams.update({"figure.dpi": 100, "figure.figsize": (6, 4), "axes.titlesize": "medium"})
 
 
+def method_colors() -> dict:
+    """``{name: colour}``: the original's, and each registered method's from its record."""
+    from .methods import REGISTRY
+
+    out = {"original": COLORS["original"]}
+    out.update({n: f.record.color for n, f in REGISTRY.items() if f.record.color})
+    return out
+
+
 def color_for(name: str, i: int = 0) -> str:
+    """The fixed colour of a method (its record's; the longest registered name ``name`` starts
+    with, so ``"JiT (sigma=0.5)"`` is JiT's), else the ``i``-th colour of the palette."""
     import matplotlib.pyplot as plt
+
     key = name.lower().replace(" ", "_").replace("-", "_")
-    for k, c in METHOD_COLORS.items():
-        if key.startswith(k):
-            return c
+    known = method_colors()
+    hits = [k for k in known if key.startswith(k)]
+    if hits:
+        return known[max(hits, key=len)]
     from matplotlib.colors import to_hex
+
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return to_hex(cycle[i % len(cycle)])       # seaborn themes store RGB tuples: always return "#rrggbb"
+    return to_hex(cycle[i % len(cycle)])  # seaborn themes store RGB tuples: always return "#rrggbb"
 
 
 def _ax(ax, figsize=(6, 4)):
     import matplotlib.pyplot as plt
+
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
     return ax
@@ -43,6 +63,7 @@ def _ax(ax, figsize=(6, 4)):
 def grid_predictions(model, lim=(-3, 3), n: int = 200):
     """Class probabilities of a 2-D model on an n x n grid: (xx, yy, probs[n, n, k])."""
     from .training import predict
+
     dev = next(model.parameters()).device
     g = np.linspace(lim[0], lim[1], n, dtype=np.float32)
     xx, yy = np.meshgrid(g, g)
@@ -51,10 +72,21 @@ def grid_predictions(model, lim=(-3, 3), n: int = 200):
     return xx, yy, p
 
 
-def decision_boundary(model, x=None, y=None, ax=None, lim=(-3, 3), n: int = 200, title: str | None = None,
-                      highlight=None, color: str = "k", fill: bool = True, label: str | None = None):
+def decision_boundary(
+    model,
+    x=None,
+    y=None,
+    ax=None,
+    lim=(-3, 3),
+    n: int = 200,
+    title: str | None = None,
+    highlight=None,
+    color: str = "k",
+    fill: bool = True,
+    label: str | None = None,
+):
     """Decision regions (filled) and boundary (line) of a 2-D classifier, with optional points."""
-    import matplotlib.pyplot as plt
+
     ax = _ax(ax)
     xx, yy, p = grid_predictions(model, lim, n)
     pred = p.argmax(-1)
@@ -79,8 +111,9 @@ def decision_boundary(model, x=None, y=None, ax=None, lim=(-3, 3), n: int = 200,
     return ax
 
 
-def histograms(values: dict, ax=None, bins: int = 40, xlabel: str = "", title: str | None = None,
-               density: bool = True):
+def histograms(
+    values: dict, ax=None, bins: int = 40, xlabel: str = "", title: str | None = None, density: bool = True
+):
     """Overlaid histograms of several named 1-D arrays (e.g. losses of forget vs test samples)."""
     ax = _ax(ax)
     for i, (name, v) in enumerate(values.items()):
@@ -95,15 +128,24 @@ def histograms(values: dict, ax=None, bins: int = 40, xlabel: str = "", title: s
     return ax
 
 
-def metric_bars(df, columns=("test_retain", "test_forget"), ax=None, title: str | None = None,
-                ylabel: str = "accuracy (%)"):
+def metric_bars(
+    df,
+    columns=("test_retain", "test_forget"),
+    ax=None,
+    title: str | None = None,
+    ylabel: str = "accuracy (%)",
+):
     """Grouped bars: one group per method (row of ``df``), one bar per column."""
     ax = _ax(ax, (max(6, 1.2 * len(df)), 4))
     cols = [c for c in columns if c in df.columns]
     w = 0.8 / max(1, len(cols))
     xs = np.arange(len(df))
-    palette = {"train_forget": COLORS["forget"], "test_forget": "#ff9896", "train_retain": COLORS["retain"],
-               "test_retain": "#aec7e8"}
+    palette = {
+        "train_forget": COLORS["forget"],
+        "test_forget": "#ff9896",
+        "train_retain": COLORS["retain"],
+        "test_retain": "#aec7e8",
+    }
     for i, c in enumerate(cols):
         ax.bar(xs + (i - (len(cols) - 1) / 2) * w, df[c].values, w, label=c, color=palette.get(c))
     ax.set_xticks(xs)
@@ -133,6 +175,7 @@ def runtime_bars(seconds: dict, ax=None, title: str = "wall time of the unlearni
 def heatmap(df, ax=None, title: str | None = None, fmt: str = ".1f", cmap: str = "viridis", **kw):
     """An annotated heatmap of a DataFrame (rows x columns), e.g. a hyper-parameter sweep."""
     import seaborn as sns
+
     ax = _ax(ax)
     sns.heatmap(df, annot=True, fmt=fmt, cmap=cmap, ax=ax, **kw)
     if title:
@@ -143,6 +186,7 @@ def heatmap(df, ax=None, title: str | None = None, fmt: str = ".1f", cmap: str =
 def image_grid(x, labels=None, ncols: int = 8, ax=None, title: str | None = None):
     """A grid of images in [0, 1] (N, C, H, W)."""
     import matplotlib.pyplot as plt
+
     x = x.detach().cpu().float().clamp(0, 1)
     n = len(x)
     nrows = (n + ncols - 1) // ncols
@@ -151,7 +195,9 @@ def image_grid(x, labels=None, ncols: int = 8, ax=None, title: str | None = None
         a.axis("off")
         if i < n:
             img = x[i].permute(1, 2, 0).numpy()
-            a.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+            a.imshow(
+                img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None
+            )
             if labels is not None:
                 a.set_title(str(labels[i]), fontsize=8)
     if title:
@@ -159,8 +205,16 @@ def image_grid(x, labels=None, ncols: int = 8, ax=None, title: str | None = None
     return fig
 
 
-def spread(runs, metric: str, ax=None, reference: str = "retrain", by: str = "forget", title: str | None = None,
-           ylabel: str | None = None, skip=("original",)):
+def spread(
+    runs,
+    metric: str,
+    ax=None,
+    reference: str = "retrain",
+    by: str = "forget",
+    title: str | None = None,
+    ylabel: str | None = None,
+    skip=("original",),
+):
     """The spread of one metric per method over seeds and forget classes.
 
     ``runs`` is :attr:`unlearnkit.bench.Spread.runs` (or the Spread itself). One column of points
@@ -169,12 +223,16 @@ def spread(runs, metric: str, ax=None, reference: str = "retrain", by: str = "fo
     under the method's name instead of plotted.
     """
     import matplotlib.pyplot as plt
+
     runs = getattr(runs, "runs", runs)
     methods = [m for m in dict.fromkeys(runs["method"]) if m not in skip]
     ax = _ax(ax, (max(6, 1.1 * len(methods) + 2), 4))
     ref = runs[(runs["method"] == reference) & ~runs["diverged"]][metric]
     if len(ref):
-        lo, hi = ref.mean() - ref.std(ddof=1 if len(ref) > 1 else 0), ref.mean() + ref.std(ddof=1 if len(ref) > 1 else 0)
+        lo, hi = (
+            ref.mean() - ref.std(ddof=1 if len(ref) > 1 else 0),
+            ref.mean() + ref.std(ddof=1 if len(ref) > 1 else 0),
+        )
         ax.axhspan(lo, hi, color=COLORS["retrain"], alpha=0.15, lw=0)
         ax.axhline(ref.mean(), color=COLORS["retrain"], ls="--", lw=1, label=f"{reference} mean ± std")
     groups = list(dict.fromkeys(runs[by]))
@@ -187,8 +245,15 @@ def spread(runs, metric: str, ax=None, reference: str = "retrain", by: str = "fo
         n_div = int(r["diverged"].sum())
         for j, gval in enumerate(groups):
             v = ok[ok[by] == gval][metric].to_numpy(dtype=float)
-            ax.scatter(i + rng.uniform(-0.18, 0.18, len(v)), v, s=18, color=cmap(j % 10), alpha=0.8,
-                       label=f"{by} {gval}" if i == 0 and len(groups) > 1 else None, zorder=3)
+            ax.scatter(
+                i + rng.uniform(-0.18, 0.18, len(v)),
+                v,
+                s=18,
+                color=cmap(j % 10),
+                alpha=0.8,
+                label=f"{by} {gval}" if i == 0 and len(groups) > 1 else None,
+                zorder=3,
+            )
         if len(ok):
             mu, sd = ok[metric].mean(), ok[metric].std(ddof=1) if len(ok) > 1 else 0.0
             ax.errorbar(i, mu, yerr=sd, fmt="_", color="k", markersize=22, capsize=6, lw=1.5, zorder=4)

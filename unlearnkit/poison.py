@@ -12,6 +12,7 @@ Explained in the Fisher-masking chapter (``book/05_fisher_masking.ipynb``, Table
 Both return ``(data, task)``: a new :class:`~unlearnkit.data.Dataset` (the original is not
 modified) and the :func:`~unlearnkit.tasks.forget_instances` task over it.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -37,8 +38,7 @@ def plant_trigger(x: torch.Tensor, size: int = 4, value: float = 0.0) -> torch.T
     return out
 
 
-def backdoor(data: Dataset, n: int = 200, target: int = 0, size: int = 4, value: float = 0.0,
-             seed: int = 0):
+def backdoor(data: Dataset, n: int = 200, target: int = 0, size: int = 4, value: float = 0.0, seed: int = 0):
     """Poison ``n`` training images drawn from the classes other than ``target``; returns
     ``(poisoned data, task forgetting them)``. ``data.meta["poison_idx"]`` lists them."""
     validate.integer("n", n)
@@ -53,9 +53,14 @@ def backdoor(data: Dataset, n: int = 200, target: int = 0, size: int = 4, value:
     dev = idx.to(x.device)
     x[dev] = plant_trigger(x[dev], size, value)
     y[dev] = int(target)
-    meta = {**data.meta, "poison_idx": idx.tolist(), "trigger": {"size": size, "value": value, "target": target}}
-    poisoned = replace(data, x_train=x, y_train=y, name=f"{data.name}+backdoor{n}s{size}t{target}r{seed}",
-                       meta=meta)
+    meta = {
+        **data.meta,
+        "poison_idx": idx.tolist(),
+        "trigger": {"size": size, "value": value, "target": target},
+    }
+    poisoned = replace(
+        data, x_train=x, y_train=y, name=f"{data.name}+backdoor{n}s{size}t{target}r{seed}", meta=meta
+    )
     return poisoned, forget_instances(poisoned, idx)
 
 
@@ -72,6 +77,7 @@ def triggered_test(data: Dataset):
 def attack_success(model, data: Dataset) -> float:
     """% of triggered test images (not of the target class) classified as the target."""
     from .training import accuracy
+
     return accuracy(model, *triggered_test(data))
 
 
@@ -79,7 +85,9 @@ def mislabel(data: Dataset, share: float, seed: int = 0):
     """Shuffle the labels of a random ``share`` of the training images among themselves; returns
     ``(noisy data, task forgetting the images whose label changed)``."""
     if isinstance(share, bool) or not isinstance(share, (float, int)) or not 0.0 < float(share) < 1.0:
-        raise ValueError(f"share must be a fraction in (0, 1), got {share!r}; 0.1 shuffles 10% of the labels.")
+        raise ValueError(
+            f"share must be a fraction in (0, 1), got {share!r}; 0.1 shuffles 10% of the labels."
+        )
     N = len(data.y_train)
     g = np.random.default_rng(seed)
     pick = np.sort(g.choice(N, size=max(2, int(round(share * N))), replace=False))
@@ -89,6 +97,10 @@ def mislabel(data: Dataset, share: float, seed: int = 0):
     changed = (y != data.y_train).nonzero().flatten().cpu()
     if len(changed) == 0:
         raise ValueError("Shuffling changed no label; pick a larger share.")
-    noisy = replace(data, y_train=y, name=f"{data.name}+mislabel{share:g}r{seed}",
-                    meta={**data.meta, "mislabelled_idx": changed.tolist(), "share": float(share)})
+    noisy = replace(
+        data,
+        y_train=y,
+        name=f"{data.name}+mislabel{share:g}r{seed}",
+        meta={**data.meta, "mislabelled_idx": changed.tolist(), "share": float(share)},
+    )
     return noisy, forget_instances(noisy, changed)

@@ -19,6 +19,7 @@ Explained in the opening chapter (``book/01_unlearning_problem.ipynb``).
 ``UNLEARNKIT_*`` variables; loaders, models and methods ask :func:`active` for the device,
 the seed and the caps.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,15 +37,17 @@ import torch
 
 PROFILES = ("smoke", "quick", "full")
 DEFAULT_SEED = 0
-DRY_RUN_STEPS = 2          # every loop in a dry run stops after this many steps
-DRY_RUN_IMAGES = 160       # ... and every dataset keeps at most this many images per split
+DRY_RUN_STEPS = 2  # every loop in a dry run stops after this many steps
+DRY_RUN_IMAGES = 160  # ... and every dataset keeps at most this many images per split
 
 
 def dry_run_images(n_classes: int) -> int:
     """Images per split in a dry run: ``DRY_RUN_IMAGES``, or three per (finest) class when that is
     more (CIFAR-100: 300), so that every class keeps a few samples to forget."""
     return max(DRY_RUN_IMAGES, 3 * int(n_classes))
-DRY_RUN_BATCH = 16         # ... and training batches hold at most this many samples
+
+
+DRY_RUN_BATCH = 16  # ... and training batches hold at most this many samples
 
 _ACTIVE: "Profile | None" = None
 
@@ -126,22 +129,30 @@ class Profile:
         else:
             dev += f" ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
         dry = " | DRY RUN (loops capped, checks skipped)" if self.dry_run else ""
-        return (f"profile={self.name} | device={dev} | seed={self.seed} | python {v['python']} | "
-                f"torch {v['torch']} | torchvision {v['torchvision']} | unlearnkit {v['unlearnkit']}{dry}")
+        return (
+            f"profile={self.name} | device={dev} | seed={self.seed} | python {v['python']} | "
+            f"torch {v['torch']} | torchvision {v['torchvision']} | unlearnkit {v['unlearnkit']}{dry}"
+        )
 
     def __str__(self) -> str:  # pragma: no cover - cosmetic
         return self.provenance()
 
 
 def _versions() -> dict:
-    from . import __version__
+    from ._version import __version__
+
     try:
         import torchvision
+
         tv = torchvision.__version__
     except Exception:  # pragma: no cover - torchvision missing/broken
         tv = "unavailable"
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": tv, "unlearnkit": __version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": tv,
+        "unlearnkit": __version__,
+    }
 
 
 def profile_name(name: str | None = None) -> str:
@@ -149,8 +160,10 @@ def profile_name(name: str | None = None) -> str:
     name = name or _env("PROFILE") or ("full" if torch.cuda.is_available() else "quick")
     name = str(name).strip().lower()
     if name not in PROFILES:
-        raise ValueError(f"Unknown profile {name!r}: choose one of {', '.join(PROFILES)} "
-                         "(set UNLEARNKIT_PROFILE or pass name=...).")
+        raise ValueError(
+            f"Unknown profile {name!r}: choose one of {', '.join(PROFILES)} "
+            "(set UNLEARNKIT_PROFILE or pass name=...)."
+        )
     return name
 
 
@@ -179,8 +192,10 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("A CUDA device was asked for but torch sees no GPU. In Colab choose "
-                           "Runtime > Change runtime type > GPU, or unset UNLEARNKIT_DEVICE.")
+        raise RuntimeError(
+            "A CUDA device was asked for but torch sees no GPU. In Colab choose "
+            "Runtime > Change runtime type > GPU, or unset UNLEARNKIT_DEVICE."
+        )
     return device
 
 
@@ -195,8 +210,13 @@ def set_seed(seed: int = DEFAULT_SEED, deterministic: bool = True) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
-def profile(name: str | None = None, seed: int | None = None, device: str | None = None,
-            quiet: bool = False, dry_run: bool | None = None) -> Profile:
+def profile(
+    name: str | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    quiet: bool = False,
+    dry_run: bool | None = None,
+) -> Profile:
     """Choose the profile, the device, the seed and the dry-run flag; seed everything; make the
     result the active profile (:func:`active`) and return it.
 
@@ -206,12 +226,21 @@ def profile(name: str | None = None, seed: int | None = None, device: str | None
     """
     global _ACTIVE
     dry = _truthy(_env("DRY_RUN", "0")) if dry_run is None else bool(dry_run)
-    p = Profile(name=profile_name(name), device=get_device(device) if device else _default_device(),
-                seed=_seed(seed), dry_run=dry, versions=_versions())
+    p = Profile(
+        name=profile_name(name),
+        device=get_device(device) if device else _default_device(),
+        seed=_seed(seed),
+        dry_run=dry,
+        versions=_versions(),
+    )
     if p.name == "full" and not p.on_gpu and not p.dry_run:
-        warnings.warn("\n" + "!" * 72 + "\nThe 'full' profile is the paper's setting and needs a GPU, but none "
-                      "was found.\nIn Colab: Runtime > Change runtime type > GPU. Or run "
-                      "UNLEARNKIT_PROFILE=quick.\n" + "!" * 72, GPUWarning, stacklevel=2)
+        warnings.warn(
+            "\n" + "!" * 72 + "\nThe 'full' profile is the paper's setting and needs a GPU, but none "
+            "was found.\nIn Colab: Runtime > Change runtime type > GPU. Or run "
+            "UNLEARNKIT_PROFILE=quick.\n" + "!" * 72,
+            GPUWarning,
+            stacklevel=2,
+        )
     set_seed(p.seed)
     _ACTIVE = p
     _plain_numpy_scalars()
@@ -254,8 +283,9 @@ def active() -> Profile:
     global _ACTIVE
     if _ACTIVE is None:
         dry = _truthy(_env("DRY_RUN", "0"))
-        _ACTIVE = Profile(name=profile_name(), device=_default_device(), seed=_seed(None), dry_run=dry,
-                          versions=_versions())
+        _ACTIVE = Profile(
+            name=profile_name(), device=_default_device(), seed=_seed(None), dry_run=dry, versions=_versions()
+        )
     return _ACTIVE
 
 
@@ -303,12 +333,14 @@ def settings_table(profiles: Mapping[str, Mapping[str, Any]], width: int = 40):
 
     def short(v):
         s = str(v)
-        return s if len(s) <= width else s[:width - 1] + "…"
+        return s if len(s) <= width else s[: width - 1] + "…"
+
     keys = list(dict.fromkeys(k for p in PROFILES for k in profiles[p]))
     return pd.DataFrame({p: [short(profiles[p].get(k, "")) for k in keys] for p in PROFILES}, index=keys)
 
 
 # ----------------------------------------------------------------------------- paths and switches
+
 
 def data_root() -> Path:
     """``UNLEARNKIT_DATA``, else ``data/`` of a source checkout, else ``~/.cache/unlearnkit``."""

@@ -68,6 +68,7 @@ method with a second group of retrained models (other seeds) scored the same way
 The tug-of-war score (:func:`tug_of_war`) is a cheaper, accuracy-only yardstick: the product
 over the forget, retain and test sets of 1 − |acc − acc_retrain| / 100.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,12 +79,28 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-__all__ = ["logit_confidence", "confidences", "attack_rates", "example_epsilon", "epsilon_bins",
-           "epsilon_score", "forget_quality", "forget_quality_ci", "QualityCI", "max_epsilon",
-           "n_bins_for", "final_score", "tug_of_war", "add_tug_of_war", "DELTA", "EPSILON_CAP"]
+__all__ = [
+    "logit_confidence",
+    "confidences",
+    "attack_rates",
+    "example_epsilon",
+    "epsilon_bins",
+    "epsilon_score",
+    "forget_quality",
+    "forget_quality_ci",
+    "QualityCI",
+    "max_epsilon",
+    "n_bins_for",
+    "final_score",
+    "tug_of_war",
+    "add_tug_of_war",
+    "DELTA",
+    "EPSILON_CAP",
+]
 
 
 # ----------------------------------------------------------------------------- confidence
+
 
 def logit_confidence(logits, y) -> torch.Tensor:
     """Per row, log p_y − log(1 − p_y) of softmax(logits), computed as z_y − logsumexp_{j≠y} z_j.
@@ -94,8 +111,9 @@ def logit_confidence(logits, y) -> torch.Tensor:
     z = torch.as_tensor(logits).double()
     y = torch.as_tensor(y, device=z.device).long().reshape(-1)
     if z.ndim != 2 or len(y) != len(z):
-        raise ValueError(f"logits must be (n, classes) with one label per row; got {tuple(z.shape)} "
-                         f"and {len(y)} labels.")
+        raise ValueError(
+            f"logits must be (n, classes) with one label per row; got {tuple(z.shape)} and {len(y)} labels."
+        )
     if z.shape[1] < 2:
         raise ValueError("The confidence needs at least two classes.")
     zy = z.gather(1, y[:, None]).squeeze(1)
@@ -103,10 +121,12 @@ def logit_confidence(logits, y) -> torch.Tensor:
     return zy - torch.logsumexp(others, 1)
 
 
-def confidences(models: Iterable[nn.Module], x: torch.Tensor, y: torch.Tensor,
-                batch_size: int = 512) -> np.ndarray:
+def confidences(
+    models: Iterable[nn.Module], x: torch.Tensor, y: torch.Tensor, batch_size: int = 512
+) -> np.ndarray:
     """``(n_models, n_examples)`` array of :func:`logit_confidence` of each model on ``(x, y)``."""
     from .training import predict
+
     rows = []
     for m in models:
         rows.append(logit_confidence(predict(m, x, batch_size=batch_size).cpu(), y.cpu()).numpy())
@@ -117,14 +137,14 @@ def confidences(models: Iterable[nn.Module], x: torch.Tensor, y: torch.Tensor,
 
 # ----------------------------------------------------------------------------- ε per example
 
-DELTA = 1e-5          # the δ of (ε, δ) in the challenge
-EPSILON_CAP = 50.0    # the ε of a "peaky" example (and the challenge's cap on every ε)
-PEAKY_RATIO = 0.01    # a spread ratio under this makes an example "peaky"
-BIN_WIDTH = 0.5       # width of the score's bins of ε
-GRID = 100            # the official attacks' thresholds per unit of s
-BUFFER = 2.0          # the official intervals' slack, in units of s
-N_BINS = 14           # the number of scoring bins with 512 models per group (the challenge's setting)
-_TABLE_MAX = 1 << 22   # largest look-up table of ratios (entries); beyond, ratios are computed
+DELTA = 1e-5  # the δ of (ε, δ) in the challenge
+EPSILON_CAP = 50.0  # the ε of a "peaky" example (and the challenge's cap on every ε)
+PEAKY_RATIO = 0.01  # a spread ratio under this makes an example "peaky"
+BIN_WIDTH = 0.5  # width of the score's bins of ε
+GRID = 100  # the official attacks' thresholds per unit of s
+BUFFER = 2.0  # the official intervals' slack, in units of s
+N_BINS = 14  # the number of scoring bins with 512 models per group (the challenge's setting)
+_TABLE_MAX = 1 << 22  # largest look-up table of ratios (entries); beyond, ratios are computed
 
 
 def _as_groups(unlearned, retrained):
@@ -135,11 +155,14 @@ def _as_groups(unlearned, retrained):
     if r.ndim == 1:
         r = r[:, None]
     if u.ndim != 2 or r.ndim != 2 or u.shape[1] != r.shape[1]:
-        raise ValueError("unlearned and retrained must be (n_models, n_examples) arrays over the same "
-                         f"examples; got {u.shape} and {r.shape}.")
+        raise ValueError(
+            "unlearned and retrained must be (n_models, n_examples) arrays over the same "
+            f"examples; got {u.shape} and {r.shape}."
+        )
     if len(u) < 2 or len(r) < 2:
-        raise ValueError("Each group needs at least two models (the challenge used 512; 32 is "
-                         "a practical minimum).")
+        raise ValueError(
+            "Each group needs at least two models (the challenge used 512; 32 is a practical minimum)."
+        )
     if not (np.isfinite(u).all() and np.isfinite(r).all()):
         raise ValueError("Confidences must be finite (a model that diverged has no confidence).")
     return u, r
@@ -157,20 +180,19 @@ def attack_rates(unlearned, retrained):
     """
     u, r = _as_groups(unlearned, retrained)
     nu, nr = len(u), len(r)
-    v = np.concatenate([u, r]).T                                        # (E, N)
+    v = np.concatenate([u, r]).T  # (E, N)
     is_u = np.concatenate([np.ones(nu), np.zeros(nr)])
     order = np.argsort(v, axis=1, kind="stable")
     sv = np.take_along_axis(v, order, 1)
     lab = is_u[order]
-    cu, cr = np.cumsum(lab, 1), np.cumsum(1 - lab, 1)                 # counts ≤ t
+    cu, cr = np.cumsum(lab, 1), np.cumsum(1 - lab, 1)  # counts ≤ t
     # ties: a threshold inside a run of equal values takes the counts at the run's end
     n = v.shape[1]
-    end = np.where(np.concatenate([sv[:, 1:] != sv[:, :-1], np.ones((len(sv), 1), bool)], 1),
-                   np.arange(n), n)
+    end = np.where(np.concatenate([sv[:, 1:] != sv[:, :-1], np.ones((len(sv), 1), bool)], 1), np.arange(n), n)
     end = np.minimum.accumulate(end[:, ::-1], 1)[:, ::-1]
     cu, cr = np.take_along_axis(cu, end, 1), np.take_along_axis(cr, end, 1)
     zero = np.zeros((len(sv), 1))
-    cu, cr = np.concatenate([zero, cu], 1), np.concatenate([zero, cr], 1)   # t = −∞
+    cu, cr = np.concatenate([zero, cu], 1), np.concatenate([zero, cr], 1)  # t = −∞
     return (nr - cr) / nr, cu / nu
 
 
@@ -233,8 +255,8 @@ def _single(lab_x, first, nx, ny, c, floor):
     tied values: every distinct pair of rates); ``lab_x``: (E, N), sorted pooled values of the
     claimed group."""
     n = lab_x.shape[1]
-    fn = np.cumsum(lab_x, 1) - lab_x                    # claimed models below t
-    fp = ny - (np.arange(n) - fn)                       # other models at or above t
+    fn = np.cumsum(lab_x, 1) - lab_x  # claimed models below t
+    fp = ny - (np.arange(n) - fn)  # other models at or above t
     perfect = ((fn == 0) & (fp == 0) & first).any(1) if floor is None else np.zeros(len(fn), bool)
     return _ratio(fn, fp, nx, ny, c, floor, first).max(1), perfect
 
@@ -253,13 +275,13 @@ def _interval(lab_x, gs, ge, nx, ny, c, floor):
     cx = np.zeros((e, n + 1))
     cx[:, 1:] = np.cumsum(lab_x, 1)
     cy = np.arange(n + 1)[None, :] - cx
-    px = np.argsort(~lab_x, axis=1, kind="stable")[:, :nx]     # positions of the claimed models
-    s = np.take_along_axis(gs, px, 1)                           # run of each: positions [s, t)
+    px = np.argsort(~lab_x, axis=1, kind="stable")[:, :nx]  # positions of the claimed models
+    s = np.take_along_axis(gs, px, 1)  # run of each: positions [s, t)
     t = np.take_along_axis(ge, px, 1) + 1
     sx, sy = np.take_along_axis(cx, s, 1), np.take_along_axis(cy, s, 1)
     tx, ty = np.take_along_axis(cx, t, 1), np.take_along_axis(cy, t, 1)
-    if floor is None:                                           # runs of the other group alone
-        q = np.maximum(s - 1, 0)                                # next to each run, else ∞
+    if floor is None:  # runs of the other group alone
+        q = np.maximum(s - 1, 0)  # next to each run, else ∞
         q0 = np.take_along_axis(gs, q, 1)
         pure = (s > 0) & (np.take_along_axis(cx, q + 1, 1) == np.take_along_axis(cx, q0, 1))
         left = np.where(pure, q + 1 - q0, np.inf)
@@ -303,8 +325,7 @@ class _Work:
             self.f, self.g = np.empty(size), np.empty(size)
             self.i, self.cx, self.cy = (np.empty(size, np.intp) for _ in range(3))
             self.hit = np.empty(size, bool)
-        return (self.f[:size], self.g[:size], self.i[:size], self.cx[:size], self.cy[:size],
-                self.hit[:size])
+        return (self.f[:size], self.g[:size], self.i[:size], self.cx[:size], self.cy[:size], self.hit[:size])
 
 
 def _left_grid(start, stop, num, out):
@@ -358,10 +379,10 @@ def _best_ratio(fn, fp, nx, ny, table, two_sided, key, out):
     """The largest ratio over thresholds with counts ``fn``, ``fp`` (int arrays, kept intact);
     ``key``, ``out``: work arrays of their size, or None."""
     sides = [(fn, fp, nx, ny, False)]
-    if two_sided:                            # the same regions claimed for the other group
+    if two_sided:  # the same regions claimed for the other group
         sides.append((fp, fn, ny, nx, True))
     best = 0.0
-    for a, b, na, nb, flip in sides:         # flipped: counts ny − fp and nx − fn
+    for a, b, na, nb, flip in sides:  # flipped: counts ny − fp and nx − fn
         ratio, tab = table(na, nb)
         if tab is None:
             a, b = (na - a, nb - b) if flip else (a, b)
@@ -369,7 +390,7 @@ def _best_ratio(fn, fp, nx, ny, table, two_sided, key, out):
             continue
         if key is None:
             key, out = np.empty(len(fn), np.intp), np.empty(len(fn))
-        if flip:                             # (ny − fp) (nx + 1) + nx − fn
+        if flip:  # (ny − fp) (nx + 1) + nx − fn
             np.subtract(na, a, out=key)
             key *= nb + 1
             key += nb
@@ -397,10 +418,13 @@ def _official_one(pos, neg, table, two_sided, work):
     ps, ns = np.sort(pos), np.sort(neg)
     lo, hi = min(ps[0], ns[0]), max(ps[-1], ns[-1])
     k = int(math.ceil((hi - lo) * GRID))
-    th = torch.linspace(torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64),
-                        k).double().numpy()
-    fn = np.searchsorted(ps, th, "left")                        # pos below t
-    fp = len(ns) - np.searchsorted(ns, th, "left")              # neg at or above t
+    th = (
+        torch.linspace(torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64), k)
+        .double()
+        .numpy()
+    )
+    fn = np.searchsorted(ps, th, "left")  # pos below t
+    fp = len(ns) - np.searchsorted(ns, th, "left")  # neg at or above t
     best = _best_ratio(fn, fp, len(ps), len(ns), table, two_sided, None, None) if k else 0.0
     xs, ys = (ps, ns) if ps[-1] - ps[0] < ns[-1] - ns[0] else (ns, ps)
     nx, ny = len(xs), len(ys)
@@ -410,20 +434,27 @@ def _official_one(pos, neg, table, two_sided, work):
     n_left = int(math.ceil(2 * BUFFER * GRID))
     wk = work.get(len(right) * n_left)
     left = _left_grid(right - w - BUFFER, right - w + BUFFER, n_left, wk[0].reshape(len(right), n_left))
-    cx, cy = _count_below(xs, ys, wk[0], wk)                    # below t1
+    cx, cy = _count_below(xs, ys, wk[0], wk)  # below t1
     cx, cy = cx.reshape(len(right), n_left), cy.reshape(len(right), n_left)
     del left
-    np.subtract(np.searchsorted(xs, right, "right")[:, None], cx, out=cx)    # in [t1, t2]
+    np.subtract(np.searchsorted(xs, right, "right")[:, None], cx, out=cx)  # in [t1, t2]
     np.subtract(np.searchsorted(ys, right, "right")[:, None], cy, out=cy)
-    np.maximum(cx, 0, out=cx)                                   # t1 > t2: empty
+    np.maximum(cx, 0, out=cx)  # t1 > t2: empty
     np.maximum(cy, 0, out=cy)
-    np.subtract(nx, cx, out=cx)                                 # X outside
+    np.subtract(nx, cx, out=cx)  # X outside
     return max(best, _best_ratio(cx.ravel(), cy.ravel(), nx, ny, table, two_sided, wk[2], wk[1]))
 
 
-def example_epsilon(unlearned, retrained, delta: float = DELTA, floor=None, *,
-                    attacks: str = "official", two_sided: bool = False,
-                    peaky: float | None = PEAKY_RATIO) -> np.ndarray:
+def example_epsilon(
+    unlearned,
+    retrained,
+    delta: float = DELTA,
+    floor=None,
+    *,
+    attacks: str = "official",
+    two_sided: bool = False,
+    peaky: float | None = PEAKY_RATIO,
+) -> np.ndarray:
     """ε̂ of each forget example from the best attack of the challenge's family (module docstring).
 
     ``unlearned``, ``retrained``: ``(n_models, n_examples)`` confidences (e.g. from
@@ -474,7 +505,7 @@ def example_epsilon(unlearned, retrained, delta: float = DELTA, floor=None, *,
     if attacks == "official":
         tables = {}
 
-        def table(nx, ny):        # (ratio of counts, its table if small enough, else None)
+        def table(nx, ny):  # (ratio of counts, its table if small enough, else None)
             if (nx, ny) not in tables:
                 fl = None if fl_u is None else ((fl_u, fl_r) if nx == nu else (fl_r, fl_u))
 
@@ -495,12 +526,12 @@ def example_epsilon(unlearned, retrained, delta: float = DELTA, floor=None, *,
     u_in = np.where(top_range < other_range, u_top, ~u_top)
     chunk = 64
     for i in range(0, len(todo), chunk):
-        idx = todo[i:i + chunk]
+        idx = todo[i : i + chunk]
         is_u, first, gs, ge = _pool(u[:, idx], r[:, idx])
         ratio, perfect = np.zeros(len(idx)), np.zeros(len(idx), bool)
         fams = [("single", u_top[idx])] + ([("interval", u_in[idx])] if attacks == "exhaustive" else [])
         for fam, claim_u in fams:
-            for cu in ([claim_u, ~claim_u] if two_sided else [claim_u]):
+            for cu in [claim_u, ~claim_u] if two_sided else [claim_u]:
                 for x_is_u in (True, False):
                     sel = np.flatnonzero(cu == x_is_u)
                     if not len(sel):
@@ -540,10 +571,19 @@ def epsilon_score(eps, bin_width: float = BIN_WIDTH, n_bins: int = N_BINS) -> np
     return np.where(k >= n_bins, 0.0, 2.0 ** (-k.astype(float)))
 
 
-def forget_quality(unlearned, retrained, delta: float = DELTA, bin_width: float = BIN_WIDTH,
-                   n_bins: int | None = None, return_eps: bool = False, *, floor=None,
-                   attacks: str = "official", two_sided: bool = False,
-                   peaky: float | None = PEAKY_RATIO):
+def forget_quality(
+    unlearned,
+    retrained,
+    delta: float = DELTA,
+    bin_width: float = BIN_WIDTH,
+    n_bins: int | None = None,
+    return_eps: bool = False,
+    *,
+    floor=None,
+    attacks: str = "official",
+    two_sided: bool = False,
+    peaky: float | None = PEAKY_RATIO,
+):
     """The forget quality F: the mean of H(ε̂) over forget examples, in [0, 1].
 
     1 means no attack of the family tells the unlearned models from the retrained ones on any
@@ -552,8 +592,9 @@ def forget_quality(unlearned, retrained, delta: float = DELTA, bin_width: float 
     are those of :func:`example_epsilon` (off by default: the official rule).
     """
     n_models = len(np.asarray(unlearned))
-    eps = example_epsilon(unlearned, retrained, delta, floor, attacks=attacks, two_sided=two_sided,
-                          peaky=peaky)
+    eps = example_epsilon(
+        unlearned, retrained, delta, floor, attacks=attacks, two_sided=two_sided, peaky=peaky
+    )
     if n_bins is None:
         n_bins = n_bins_for(n_models, bin_width)
     f = float(epsilon_score(eps, bin_width, n_bins).mean())
@@ -562,15 +603,24 @@ def forget_quality(unlearned, retrained, delta: float = DELTA, bin_width: float 
 
 class QualityCI(NamedTuple):
     """F on all models, and the spread of F over bootstrap resamples of the models."""
+
     F: float
     std: float
     lo: float
     hi: float
 
 
-def forget_quality_ci(unlearned, retrained, n_boot: int = 200, seed: int = 0, level: float = 0.95,
-                      delta: float = DELTA, bin_width: float = BIN_WIDTH, n_bins: int | None = None,
-                      **options) -> QualityCI:
+def forget_quality_ci(
+    unlearned,
+    retrained,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    delta: float = DELTA,
+    bin_width: float = BIN_WIDTH,
+    n_bins: int | None = None,
+    **options,
+) -> QualityCI:
     """:func:`forget_quality` with a bootstrap error bar over models: ``(F, std, lo, hi)``.
 
     Each of ``n_boot`` replicates draws, with replacement, as many unlearned models as there are
@@ -591,14 +641,24 @@ def forget_quality_ci(unlearned, retrained, n_boot: int = 200, seed: int = 0, le
     kw = dict(delta=delta, bin_width=bin_width, n_bins=n_bins, **options)
     f = forget_quality(u, r, **kw)
     rng = np.random.default_rng(seed)
-    boot = np.array([forget_quality(u[rng.integers(0, len(u), len(u))],
-                                    r[rng.integers(0, len(r), len(r))], **kw) for _ in range(n_boot)])
+    boot = np.array(
+        [
+            forget_quality(u[rng.integers(0, len(u), len(u))], r[rng.integers(0, len(r), len(r))], **kw)
+            for _ in range(n_boot)
+        ]
+    )
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     return QualityCI(f, float(boot.std(ddof=1)), float(lo), float(hi))
 
 
-def final_score(quality: float, retain_acc: float, test_acc: float, retain_acc_retrain: float,
-                test_acc_retrain: float, cap: bool = False) -> float:
+def final_score(
+    quality: float,
+    retain_acc: float,
+    test_acc: float,
+    retain_acc_retrain: float,
+    test_acc_retrain: float,
+    cap: bool = False,
+) -> float:
     """F · (RA_u / RA_r) · (TA_u / TA_r): forget quality times utility relative to retraining.
 
     Accuracies in percent (or all as fractions). With ``cap=True`` a ratio above 1 counts as 1
@@ -639,8 +699,9 @@ def tug_of_war(acc: dict, reference: dict, sets: Iterable[str] = TOW_SETS) -> fl
     return out
 
 
-def add_tug_of_war(runs: pd.DataFrame, reference: str = "retrain", sets: Iterable[str] = TOW_SETS,
-                   column: str = "ToW") -> pd.DataFrame:
+def add_tug_of_war(
+    runs: pd.DataFrame, reference: str = "retrain", sets: Iterable[str] = TOW_SETS, column: str = "ToW"
+) -> pd.DataFrame:
     """A copy of a tidy runs table (``uk.run_spread(...).runs``) with the tug-of-war score of each
     row against the ``reference`` row of the same seed and forget set (NaN where it diverged)."""
     sets = list(sets)

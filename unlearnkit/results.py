@@ -23,6 +23,7 @@
   current code as done and redoes the others; :func:`current` keeps the rows of the current
   code, and the tables (:func:`unlearnkit.sweep.ranking`) refuse rows made by older code.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,7 +38,7 @@ import pandas as pd
 
 KEYS = ["task", "forget", "seed", "method"]
 REQUIRED = KEYS + ["config"]
-REFERENCE = "reference"                      # the run that yields the original and retrain rows
+REFERENCE = "reference"  # the run that yields the original and retrain rows
 FORMATS = (".csv", ".jsonl", ".parquet")
 
 
@@ -55,24 +56,34 @@ def _format(path: Path) -> str:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise SweepError("Writing .parquet needs pyarrow: pip install pyarrow (or the extra: "
-                             "pip install 'unlearnkit[scale]'), or write to a .csv or .jsonl file.") from None
+            raise SweepError(
+                "Writing .parquet needs pyarrow: pip install pyarrow (or the extra: "
+                "pip install 'unlearnkit[scale]'), or write to a .csv or .jsonl file."
+            ) from None
     return suf
 
 
 # ----------------------------------------------------------------------------- reading
 
+
 def _foreign(path: Path, why: str) -> SweepError:
-    return SweepError(f"{path} exists and is not a results file of `python -m unlearnkit bench` ({why}). "
-                      f"It was left as it is: choose another --out, or move that file away.")
+    return SweepError(
+        f"{path} exists and is not a results file of `python -m unlearnkit bench` ({why}). "
+        f"It was left as it is: choose another --out, or move that file away."
+    )
 
 
 def _damaged(path: Path, why: str) -> SweepError:
-    line = ("open it and delete its last, partial line (the runs on it are redone on the next "
-            "resume), " if path.suffix.lower() != ".parquet" else "")
-    return SweepError(f"{path} is damaged: {why}. It was left as it is. To recover, restore it from a "
-                      f"backup, {line}or move it away (e.g. mv {path} {path}.damaged) and run again, "
-                      f"which starts afresh.")
+    line = (
+        "open it and delete its last, partial line (the runs on it are redone on the next resume), "
+        if path.suffix.lower() != ".parquet"
+        else ""
+    )
+    return SweepError(
+        f"{path} is damaged: {why}. It was left as it is. To recover, restore it from a "
+        f"backup, {line}or move it away (e.g. mv {path} {path}.damaged) and run again, "
+        f"which starts afresh."
+    )
 
 
 def _or(names) -> str:
@@ -92,8 +103,9 @@ def _parse(path: Path, suf: str) -> pd.DataFrame:
         try:
             return pd.read_parquet(path)
         except Exception as e:
-            raise _damaged(path, f"it cannot be read as Parquet, probably cut short ({type(e).__name__}: "
-                                 f"{e})") from None
+            raise _damaged(
+                path, f"it cannot be read as Parquet, probably cut short ({type(e).__name__}: {e})"
+            ) from None
     if suf == ".csv":
         header = [c.strip().strip('"') for c in _first_line(path).split(",")]
         try:
@@ -111,8 +123,9 @@ def _parse(path: Path, suf: str) -> pd.DataFrame:
     try:
         return pd.read_json(path, lines=True, dtype={"forget": str})
     except Exception as e:
-        raise _damaged(path, f"a line cannot be read as JSON, probably the last one cut short "
-                             f"({type(e).__name__}: {e})") from None
+        raise _damaged(
+            path, f"a line cannot be read as JSON, probably the last one cut short ({type(e).__name__}: {e})"
+        ) from None
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
@@ -133,8 +146,11 @@ def read_results(path: str | Path) -> pd.DataFrame:
                 raise _damaged(path, "its last line is cut short (every row ends with a new line)")
     bad = df[REQUIRED].isna().any(axis=1)
     if bad.any():
-        raise _damaged(path, f"{int(bad.sum())} rows lack their {_or(REQUIRED)} (row "
-                             f"{int(bad.to_numpy().argmax()) + 1} is the first)")
+        raise _damaged(
+            path,
+            f"{int(bad.sum())} rows lack their {_or(REQUIRED)} (row "
+            f"{int(bad.to_numpy().argmax()) + 1} is the first)",
+        )
     df["forget"] = df["forget"].astype(str)
     try:
         df["seed"] = df["seed"].astype(int)
@@ -148,6 +164,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- writing
+
 
 def _write(df: pd.DataFrame, path: Path) -> None:
     suf = _format(path)
@@ -165,14 +182,14 @@ def _write(df: pd.DataFrame, path: Path) -> None:
             os.fsync(f.fileno())
         mask = os.umask(0)
         os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)            # mkstemp makes it private; a results file is not
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it private; a results file is not
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-_HELD: dict = {}                              # results files this process owns: path -> depth
+_HELD: dict = {}  # results files this process owns: path -> depth
 
 
 def lock_path(path: str | Path) -> Path:
@@ -188,11 +205,16 @@ def _holder(lock: Path) -> str:
 
 
 def _busy(path: Path, lock: Path, stale_hint: bool = False) -> SweepError:
-    hint = (f" If no sweep is running, {_holder(lock)} ended without removing it: delete {lock}."
-            if stale_hint else "")
-    return SweepError(f"{path} is in use by another sweep ({_holder(lock)} holds the lock {lock}). Wait "
-                      f"for it to finish, then run this command again to resume, or write to another "
-                      f"--out.{hint}")
+    hint = (
+        f" If no sweep is running, {_holder(lock)} ended without removing it: delete {lock}."
+        if stale_hint
+        else ""
+    )
+    return SweepError(
+        f"{path} is in use by another sweep ({_holder(lock)} holds the lock {lock}). Wait "
+        f"for it to finish, then run this command again to resume, or write to another "
+        f"--out.{hint}"
+    )
 
 
 def _acquire(path: Path, lock: Path) -> int:
@@ -214,7 +236,7 @@ def _acquire(path: Path, lock: Path) -> int:
                 if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                     raise _busy(path, lock) from None
                 raise
-            try:                      # the previous owner may have removed the file meanwhile
+            try:  # the previous owner may have removed the file meanwhile
                 if os.stat(lock).st_ino == os.fstat(fd).st_ino:
                     break
             except FileNotFoundError:
@@ -246,7 +268,7 @@ def own(path: str | Path):
     finally:
         del _HELD[key]
         try:
-            os.unlink(lock)           # while still locked: a waiting process then re-checks
+            os.unlink(lock)  # while still locked: a waiting process then re-checks
         except OSError:
             pass
         os.close(fd)
@@ -288,6 +310,7 @@ def append_rows(path: str | Path, rows: list[dict]) -> None:
 
 # ----------------------------------------------------------------------------- checking
 
+
 def check_results(path: str | Path, cfg) -> pd.DataFrame:
     """The existing rows of ``path``; :class:`SweepError` if they belong to another configuration
     (``cfg.fingerprint``), or the file is not a results file, or is damaged."""
@@ -295,9 +318,11 @@ def check_results(path: str | Path, cfg) -> pd.DataFrame:
     if len(df):
         other = sorted(set(df["config"].astype(str)) - {cfg.fingerprint})
         if other:
-            raise SweepError(f"{path} holds results of another configuration (fingerprint {other[0]}, this "
-                             f"sweep is {cfg.fingerprint}): dataset, model, training, task sizes, "
-                             f"hyper-parameters or profile differ. Write to a new file, or delete it.")
+            raise SweepError(
+                f"{path} holds results of another configuration (fingerprint {other[0]}, this "
+                f"sweep is {cfg.fingerprint}): dataset, model, training, task sizes, "
+                f"hyper-parameters or profile differ. Write to a new file, or delete it."
+            )
     return df
 
 
@@ -305,8 +330,12 @@ def is_current(df: pd.DataFrame) -> pd.Series:
     """Per row: was it made by the code this process runs (its ``code`` is the current
     :func:`~unlearnkit.fingerprint.run_code` of its method)?"""
     from .fingerprint import run_code
-    return pd.Series([c is not None and c == run_code(m) for m, c in zip(df["method"], _codes(df))],
-                     index=df.index, dtype=bool)
+
+    return pd.Series(
+        [c is not None and c == run_code(m) for m, c in zip(df["method"], _codes(df))],
+        index=df.index,
+        dtype=bool,
+    )
 
 
 def current(df: pd.DataFrame) -> pd.DataFrame:
@@ -332,7 +361,9 @@ def stale_message(df: pd.DataFrame, where: str = "These results") -> str | None:
     if not len(old):
         return None
     methods = ", ".join(dict.fromkeys(old["method"]))
-    return (f"{where} hold {len(old)} rows made by older code (of {methods}): the code has changed since "
-            f"they ran, so their numbers may not be what it gives now. Run the same sweep again (the "
-            f"same `python -m unlearnkit bench` command) to redo only those runs, or write to a new "
-            f"--out; unlearnkit.results.current(df) keeps the rows of the current code.")
+    return (
+        f"{where} hold {len(old)} rows made by older code (of {methods}): the code has changed since "
+        f"they ran, so their numbers may not be what it gives now. Run the same sweep again (the "
+        f"same `python -m unlearnkit bench` command) to redo only those runs, or write to a new "
+        f"--out; unlearnkit.results.current(df) keeps the rows of the current code."
+    )

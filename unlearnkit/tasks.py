@@ -10,6 +10,7 @@ which of these an unlearning method may touch. ``task.view(access)`` returns a
 wider view, not by wrapping it again, not through :func:`as_task`; a method that hands its
 view to another method hands on at most what it may see itself.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,6 +23,11 @@ import torch
 
 from . import validate
 from .data import Dataset, stratified_indices
+
+# the four kinds of forgetting the book compares (the showdown's columns)
+TASKS = ("full-class", "sub-class", "random", "instances")
+# the super-class stand-in of each dataset, for sub-class forgetting
+SUPER = {"digits": "digits-super", "cifar10": "cifar20"}
 
 # what each access level may read; "class_ids" = which classes are forgotten (no data)
 ACCESS = {
@@ -69,11 +75,15 @@ class Task:
         if len(self.forget_idx) == 0:
             raise ValueError("The forget set is empty: give at least one sample or class to forget.")
         if len(self.forget_idx) >= n:
-            raise ValueError("The forget set is the whole training set: nothing would be retained, "
-                             "so there is no model to unlearn towards. Forget a strict subset.")
+            raise ValueError(
+                "The forget set is the whole training set: nothing would be retained, "
+                "so there is no model to unlearn towards. Forget a strict subset."
+            )
         if self.forget_idx.min() < 0 or self.forget_idx.max() >= n:
-            raise IndexError(f"Forget indices must lie in [0, {n}); got range "
-                             f"[{int(self.forget_idx.min())}, {int(self.forget_idx.max())}].")
+            raise IndexError(
+                f"Forget indices must lie in [0, {n}); got range "
+                f"[{int(self.forget_idx.min())}, {int(self.forget_idx.max())}]."
+            )
         mask = torch.ones(n, dtype=torch.bool)
         mask[self.forget_idx] = False
         self.retain_idx = mask.nonzero().flatten()
@@ -103,7 +113,8 @@ class Task:
         return self._take(self.data.x_train, self.data.y_train, self.retain_idx[pick])
 
     def test_forget(self):
-        """(x, y) of test samples like the forgotten ones (the forgotten class); empty for random forgetting."""
+        """(x, y) of test samples like the forgotten ones (the forgotten class); empty for random
+        forgetting."""
         return self._take(self.data.x_test, self.data.y_test, self.test_forget_idx)
 
     def test_retain(self):
@@ -142,15 +153,30 @@ class Task:
         return TaskView(self, access, method)
 
     def __repr__(self) -> str:
-        return (f"Task({self.name!r}: forget {len(self.forget_idx)} / retain {len(self.retain_idx)} train, "
-                f"test-forget {len(self.test_forget_idx)} / test-retain {len(self.test_retain_idx)})")
+        return (
+            f"Task({self.name!r}: forget {len(self.forget_idx)} / retain {len(self.retain_idx)} train, "
+            f"test-forget {len(self.test_forget_idx)} / test-retain {len(self.test_retain_idx)})"
+        )
 
 
 # what a view hands out, and the access it needs for it ("class_ids": which classes are forgotten)
-_NEEDS = {"forget_set": "forget", "retain_set": "retain", "retain_subset": "retain_subset",
-          "test_forget": "test", "test_retain": "test", "test_set": "test", "train_set": "full",
-          "forget_idx": "forget", "retain_idx": "retain", "test_forget_idx": "test", "test_retain_idx": "test",
-          "data": "full", "forget_classes": "class_ids", "retain_classes": "class_ids", "fingerprint": "class_ids"}
+_NEEDS = {
+    "forget_set": "forget",
+    "retain_set": "retain",
+    "retain_subset": "retain_subset",
+    "test_forget": "test",
+    "test_retain": "test",
+    "test_set": "test",
+    "train_set": "full",
+    "forget_idx": "forget",
+    "retain_idx": "retain",
+    "test_forget_idx": "test",
+    "test_retain_idx": "test",
+    "data": "full",
+    "forget_classes": "class_ids",
+    "retain_classes": "class_ids",
+    "fingerprint": "class_ids",
+}
 # ... and what every view shows: the shape of the problem, never its data
 _OPEN = ("num_classes", "input_shape", "augment", "kind", "name", "subclass")
 
@@ -189,18 +215,26 @@ class TaskView:
             if not _within(access, outer_access):
                 seen = f"access {outer_access!r}: {ACCESS_DESCRIPTION[outer_access]}"
                 if str(method) == outer_method:
-                    raise AccessError(f"{method} sees the task with {seen}. A view can only be narrowed, never "
-                                      f"widened to {access!r}.")
+                    raise AccessError(
+                        f"{method} sees the task with {seen}. A view can only be narrowed, never "
+                        f"widened to {access!r}."
+                    )
                 raise AccessError(
-                    f"{method} needs access {access!r} ({ACCESS_DESCRIPTION[access]}), but it was handed the task "
-                    f"as {outer_method} sees it ({seen}). A view can only be narrowed, never widened: call "
-                    f"{method} with the task itself.")
+                    f"{method} needs access {access!r} ({ACCESS_DESCRIPTION[access]}), but it was handed the "
+                    f"task as {outer_method} sees it ({seen}). A view can only be narrowed, never widened: "
+                    f"call {method} with the task itself."
+                )
             task = inner
         elif not isinstance(task, Task):
-            hint = (" Build a task from it first, e.g. uk.forget_classes(data, [0])."
-                    if isinstance(task, Dataset) else "")
-            raise TypeError(f"{method} expects a task (uk.forget_classes, forget_random, ...), "
-                            f"got {type(task).__name__}.{hint}")
+            hint = (
+                " Build a task from it first, e.g. uk.forget_classes(data, [0])."
+                if isinstance(task, Dataset)
+                else ""
+            )
+            raise TypeError(
+                f"{method} expects a task (uk.forget_classes, forget_random, ...), "
+                f"got {type(task).__name__}.{hint}"
+            )
         _BEHIND[self] = (task, access, str(method))
 
     # ------------------------------------------------------------------ what the view is
@@ -215,14 +249,17 @@ class TaskView:
     def _get(self, item: str):
         task, access, method = _BEHIND[self]
         if item not in _NEEDS and item not in _OPEN:
-            raise AccessError(f"{method} sees the task through a view with access {access!r}, and never the task "
-                              f"behind it ({item!r}).")
+            raise AccessError(
+                f"{method} sees the task through a view with access {access!r}, and never the task "
+                f"behind it ({item!r})."
+            )
         need = _NEEDS.get(item)
         if need is not None and not _allows(access, need):
             raise AccessError(
                 f"{method} may see {ACCESS_DESCRIPTION[access]} (access level {access!r}), but it asked for "
                 f"task.{item}. Methods must not use data beyond their access level; register the method "
-                f"with a wider level if the paper allows it.")
+                f"with a wider level if the paper allows it."
+            )
         return getattr(task, item)
 
     def view(self, access: str, method: str | None = None) -> "TaskView":
@@ -278,8 +315,10 @@ class TaskView:
         access = self.access
         shown = ", ".join(list(_OPEN) + sorted(k for k in _NEEDS if _allows(access, _NEEDS[k])))
         if item in ("_task", "task") or hasattr(Task, item) or item in Task.__dataclass_fields__:
-            raise AccessError(f"{self.method} sees the task through a view with access {access!r}: it shows "
-                              f"{shown}, and never the task behind it ({item!r}).")
+            raise AccessError(
+                f"{self.method} sees the task through a view with access {access!r}: it shows "
+                f"{shown}, and never the task behind it ({item!r})."
+            )
         raise AttributeError(f"'TaskView' object has no attribute {item!r} (a view shows {shown}).")
 
     def __setattr__(self, item, value):
@@ -311,8 +350,10 @@ def as_task(task) -> Task:
     if isinstance(task, TaskView):
         inner, access, method = _BEHIND[task]
         if access != "full":
-            raise AccessError(f"as_task() hands out the whole task only from a full-access view; this view is "
-                              f"{method}'s, with access {access!r} ({ACCESS_DESCRIPTION[access]}).")
+            raise AccessError(
+                f"as_task() hands out the whole task only from a full-access view; this view is "
+                f"{method}'s, with access {access!r} ({ACCESS_DESCRIPTION[access]})."
+            )
         return inner
     return task
 
@@ -323,16 +364,24 @@ def _unwrap(task):
     that calls another method hands on no more than it may see). Anything else: ``TypeError``."""
     if isinstance(task, (Task, TaskView)):
         return task
-    hint = " Build a task from it first, e.g. uk.forget_classes(data, [0])." if isinstance(task, Dataset) else ""
-    raise TypeError(f"Expected a task (uk.forget_classes, forget_random, ...), got {type(task).__name__}.{hint}")
+    hint = (
+        " Build a task from it first, e.g. uk.forget_classes(data, [0])." if isinstance(task, Dataset) else ""
+    )
+    raise TypeError(
+        f"Expected a task (uk.forget_classes, forget_random, ...), got {type(task).__name__}.{hint}"
+    )
 
 
 # ----------------------------------------------------------------------------- constructors
 
+
 def _class_list(classes) -> list:
     if torch.is_tensor(classes) or isinstance(classes, np.ndarray):
-        if classes.dtype in (torch.bool, np.bool_) or (torch.is_tensor(classes) and classes.is_floating_point()) \
-                or (isinstance(classes, np.ndarray) and classes.dtype.kind not in "iu"):
+        if (
+            classes.dtype in (torch.bool, np.bool_)
+            or (torch.is_tensor(classes) and classes.is_floating_point())
+            or (isinstance(classes, np.ndarray) and classes.dtype.kind not in "iu")
+        ):
             raise ValueError(f"Classes are given by integer id or by name, got a {classes.dtype} array.")
         return [int(c) for c in classes.reshape(-1).tolist()]
     if isinstance(classes, (str, int, np.integer, bool, np.bool_)) or not hasattr(classes, "__iter__"):
@@ -347,12 +396,16 @@ def _check_classes(data: Dataset, classes) -> list[int]:
     out = []
     for c in _class_list(classes):
         if isinstance(c, (bool, np.bool_)):
-            raise ValueError(f"A class is an integer id or a class name, got {c!r} (a bool). To forget class 1 "
-                             f"write forget_classes(data, [1]).")
+            raise ValueError(
+                f"A class is an integer id or a class name, got {c!r} (a bool). To forget class 1 "
+                f"write forget_classes(data, [1])."
+            )
         if isinstance(c, str):
             if c not in names:
-                raise ValueError(f"Unknown class name {c!r}: {data.name} has the classes {shown} (or give ids "
-                                 f"0..{data.num_classes - 1}).")
+                raise ValueError(
+                    f"Unknown class name {c!r}: {data.name} has the classes {shown} (or give ids "
+                    f"0..{data.num_classes - 1})."
+                )
             out.append(names.index(c))
         elif isinstance(c, (int, np.integer)):
             out.append(int(c))
@@ -362,10 +415,14 @@ def _check_classes(data: Dataset, classes) -> list[int]:
         raise ValueError("No class to forget was given.")
     bad = [c for c in out if not 0 <= c < data.num_classes]
     if bad:
-        raise ValueError(f"Class {bad[0]} is out of range: {data.name} has classes 0..{data.num_classes - 1} "
-                         f"({', '.join(names[:10])}{', ...' if data.num_classes > 10 else ''}).")
+        raise ValueError(
+            f"Class {bad[0]} is out of range: {data.name} has classes 0..{data.num_classes - 1} "
+            f"({', '.join(names[:10])}{', ...' if data.num_classes > 10 else ''})."
+        )
     if len(set(out)) >= data.num_classes:
-        raise ValueError("Forgetting every class leaves nothing to retain; forget a strict subset of classes.")
+        raise ValueError(
+            "Forgetting every class leaves nothing to retain; forget a strict subset of classes."
+        )
     return sorted(set(out))
 
 
@@ -380,10 +437,9 @@ def forget_classes(data: Dataset, classes) -> Task:
     f = torch.isin(data.y_train, cl).nonzero().flatten().cpu()
     tf = torch.isin(data.y_test, cl.to(data.y_test.device)).nonzero().flatten().cpu()
     names = ", ".join(str(data.classes[c]) for c in classes)
-    return Task(data, "class" if len(classes) == 1 else "classes", f, tf, classes, name=f"forget class {names}")
-
-
-forget_class = forget_classes
+    return Task(
+        data, "class" if len(classes) == 1 else "classes", f, tf, classes, name=f"forget class {names}"
+    )
 
 
 def forget_subclass(data: Dataset, subclass: int | str) -> Task:
@@ -394,8 +450,10 @@ def forget_subclass(data: Dataset, subclass: int | str) -> Task:
     super-class; retain keeps the other sub-classes of the same super-class.
     """
     if data.fine_train is None:
-        raise ValueError(f"{data.name} has no sub-class labels; sub-class forgetting needs e.g. 'cifar20' "
-                         f"(or the embedded 'digits-super').")
+        raise ValueError(
+            f"{data.name} has no sub-class labels; sub-class forgetting needs e.g. 'cifar20' "
+            f"(or the embedded 'digits-super')."
+        )
     if isinstance(subclass, str):
         if subclass not in data.fine_classes:
             raise ValueError(f"Unknown sub-class {subclass!r}; {data.name} has e.g. {data.fine_classes[:5]}.")
@@ -410,8 +468,15 @@ def forget_subclass(data: Dataset, subclass: int | str) -> Task:
     if len(f) == 0:
         raise ValueError(f"Sub-class {subclass} has no training samples in {data.name}.")
     sup = int(data.y_train[f[0].to(data.y_train.device)])
-    return Task(data, "subclass", f, tf, [sup], subclass=subclass,
-                name=f"forget sub-class {data.fine_classes[subclass]} (of {data.classes[sup]})")
+    return Task(
+        data,
+        "subclass",
+        f,
+        tf,
+        [sup],
+        subclass=subclass,
+        name=f"forget sub-class {data.fine_classes[subclass]} (of {data.classes[sup]})",
+    )
 
 
 def forget_random(data: Dataset, n: int | float, seed: int = 0) -> Task:
@@ -446,14 +511,52 @@ def forget_instances(data: Dataset, indices: Sequence[int]) -> Task:
         items = list(indices)
         bad = [i for i in items if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer))]
         if bad:
-            raise ValueError(f"Instances are given by integer index, got {bad[0]!r} ({type(bad[0]).__name__}).")
+            raise ValueError(
+                f"Instances are given by integer index, got {bad[0]!r} ({type(bad[0]).__name__})."
+            )
         idx = torch.as_tensor([int(i) for i in items], dtype=torch.long)
     if idx.numel() == 0:
         raise ValueError("The forget set is empty: give at least one instance index.")
     values, counts = idx.unique(return_counts=True)
     if (counts > 1).any():
         rep = [f"{int(v)} ({int(c)}x)" for v, c in zip(values[counts > 1], counts[counts > 1])]
-        raise ValueError(f"forget_instances got repeated indices: {', '.join(rep[:10])}"
-                         f"{' ...' if len(rep) > 10 else ''}. Give each training sample once "
-                         f"(e.g. sorted(set(indices))).")
-    return Task(data, "instances", idx, torch.empty(0, dtype=torch.long), [], name=f"forget {idx.numel()} instances")
+        raise ValueError(
+            f"forget_instances got repeated indices: {', '.join(rep[:10])}"
+            f"{' ...' if len(rep) > 10 else ''}. Give each training sample once "
+            f"(e.g. sorted(set(indices)))."
+        )
+    return Task(
+        data, "instances", idx, torch.empty(0, dtype=torch.long), [], name=f"forget {idx.numel()} instances"
+    )
+
+
+def make_task(
+    data: Dataset, kind: str, item=None, seed: int = 0, *, fraction: float = 0.1, k: int = 16
+) -> Task:
+    """The one task builder: a task of ``kind`` (a name in :data:`TASKS`) on ``data``.
+
+    ``item`` names what to forget on the class tasks: a class (its index or name) for
+    ``"full-class"``, a sub-class for ``"sub-class"`` (``data`` must have fine classes, e.g. the
+    super-class stand-in :data:`SUPER` names). ``"random"`` forgets ``fraction`` of the training
+    set and ``"instances"`` ``k`` training images, both drawn from ``seed``. Explained in the
+    opening chapter (``book/01_unlearning_problem.ipynb``), used by every chapter's spread and
+    by the showdown's sweep.
+    """
+    if kind not in TASKS:
+        raise ValueError(f"Unknown task {kind!r}: choose from {', '.join(TASKS)}.")
+    if kind in ("full-class", "sub-class") and item is None:
+        raise ValueError(f"A {kind} task needs the item to forget (a class or sub-class): pass item=.")
+    if kind == "full-class":
+        if isinstance(item, str) and item.isdigit() and item not in data.classes:
+            item = int(item)
+        return forget_classes(data, [item])
+    if kind == "sub-class":
+        return forget_subclass(data, item)
+    if kind == "random":
+        return forget_random(data, float(fraction), seed=int(seed))
+    n = validate.integer("k", k, lo=1)
+    if n >= len(data.y_train):
+        raise ValueError(f"k = {n} instances is the whole training set of {len(data.y_train)}: choose fewer.")
+    g = torch.Generator().manual_seed(10_007 + int(seed))
+    idx = torch.randperm(len(data.y_train), generator=g)[:n]
+    return forget_instances(data, sorted(idx.tolist()))

@@ -14,6 +14,7 @@ paper's proof is exact here, and the looseness of Eq. 2 comes from its other ste
   XᵀX, c₁ = max_j b²_{r,j}, c₂ = max_j b²_{f,j}, c = max(c₁, 2c₂) Σ_j 1/F²_{r,jj}).
 * :func:`mask_by` ranks the coordinates by F_f − F_r, F_f, an activation score or at random.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,7 @@ def solve(X, y, kind: str = "exact"):
     if kind == "exact":
         return np.linalg.lstsq(X, y, rcond=None)[0]
     if kind == "diag":
-        return (X * y[:, None]).sum(0) / (X ** 2).sum(0)
+        return (X * y[:, None]).sum(0) / (X**2).sum(0)
     raise ValueError(f"kind must be 'exact' or 'diag', got {kind!r}.")
 
 
@@ -72,9 +73,9 @@ def bound(X, y, forget, mask):
     br = (X[~forget] * y[~forget, None]).sum(0)
     bf = (X[forget] * y[forget, None]).sum(0)
     lam = float(np.linalg.eigvalsh(X.T @ X).max())
-    c1, c2 = float((br ** 2).max()), float((bf ** 2).max())
+    c1, c2 = float((br**2).max()), float((bf**2).max())
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = max(c1, 2 * c2) * float((1.0 / Fr ** 2).sum())
+        c = max(c1, 2 * c2) * float((1.0 / Fr**2).sum())
         keep = ~np.asarray(mask, dtype=bool)
         tail = float(((1.0 / F[keep] ** 2) * (Ff[keep] / Fr[keep]) ** 2).sum())
     val = lam / (2 * len(X)) * (c + 2 * c1 * tail)
@@ -122,8 +123,14 @@ def mask_by(rule: str, X, forget, k: int, seed: int = 0, w=None):
     return out
 
 
-def regression_problem(n: int = 400, d: int = 40, forget_share: float = 0.1, n_specific: int = 8,
-                       noise: float = 0.1, seed: int = 0):
+def regression_problem(
+    n: int = 400,
+    d: int = 40,
+    forget_share: float = 0.1,
+    n_specific: int = 8,
+    noise: float = 0.1,
+    seed: int = 0,
+):
     """A regression task with a 'class' to forget: ``(X, y, forget)``.
 
     Every sample uses the shared features; the forget group also lights up ``n_specific``
@@ -135,8 +142,8 @@ def regression_problem(n: int = 400, d: int = 40, forget_share: float = 0.1, n_s
     scale = np.ones(d)
     X = g.normal(size=(n, d)) * scale
     spec = np.arange(d - n_specific, d)
-    X[np.ix_(~forget, spec)] *= 0.1                      # D_r barely uses the specific features
-    X[np.ix_(forget, spec)] *= 3.0                       # D_f leans on them
+    X[np.ix_(~forget, spec)] *= 0.1  # D_r barely uses the specific features
+    X[np.ix_(forget, spec)] *= 3.0  # D_f leans on them
     w_true = g.normal(size=d)
     w_forget = w_true.copy()
     w_forget[spec] += g.normal(scale=2.0, size=n_specific)

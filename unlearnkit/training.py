@@ -14,6 +14,7 @@ used by the mnemonic-code chapter.
 * Mixed precision (bf16 autocast, channels-last on CUDA) is for *training* only:
   :func:`predict`, :func:`accuracy` and every metric run in float32 on every device.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,20 +55,25 @@ class History:
 
 # ----------------------------------------------------------------------------- batches
 
-def batches(*tensors: torch.Tensor, batch_size: int = 128, shuffle: bool = False,
-            generator: torch.Generator | None = None, drop_last: bool = False):
+
+def batches(
+    *tensors: torch.Tensor,
+    batch_size: int = 128,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+):
     """Yield aligned mini-batches of device-resident tensors (no DataLoader, no copies to the host)."""
     n = len(tensors[0])
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    order = (torch.randperm(n, generator=generator, device="cpu").to(tensors[0].device) if shuffle
-             else None)
+    order = torch.randperm(n, generator=generator, device="cpu").to(tensors[0].device) if shuffle else None
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for i in range(0, stop, batch_size):
         if order is None:
-            yield tuple(t[i:i + batch_size] for t in tensors)
+            yield tuple(t[i : i + batch_size] for t in tensors)
         else:
-            j = order[i:i + batch_size]
+            j = order[i : i + batch_size]
             yield tuple(t[j] for t in tensors)
 
 
@@ -78,8 +84,9 @@ def train_batch_size(batch_size: int) -> int:
     return min(batch_size, profiles.DRY_RUN_BATCH) if profiles.active().dry_run else batch_size
 
 
-def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, generator: torch.Generator | None = None
-            ) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, pad: int = 4, flip: bool = True, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Random crop (zero padding ``pad``) and horizontal flip for a whole batch, on its device."""
     if x.dim() != 4:
         return x
@@ -91,8 +98,12 @@ def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, generator: torch.G
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
         rows = dy[:, None] + torch.arange(h, device=dev)[None]
         cols = dx[:, None] + torch.arange(w, device=dev)[None]
-        x = xp[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-               rows[:, None, :, None], cols[:, None, None, :]]
+        x = xp[
+            torch.arange(n, device=dev)[:, None, None, None],
+            torch.arange(c, device=dev)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
     if flip:
         m = (torch.rand(n, generator=generator) < 0.5).to(dev)
         x = torch.where(m[:, None, None, None], x.flip(3), x)
@@ -101,12 +112,15 @@ def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, generator: torch.G
 
 # ----------------------------------------------------------------------------- checks and evaluation
 
+
 def check_inputs(model: nn.Module, x: torch.Tensor) -> None:
     """Raise a clear error when ``x`` does not have the shape the model was built for."""
     arch = getattr(model, "arch", None)
     if arch is not None and tuple(x.shape[1:]) != tuple(arch["in_shape"]):
-        raise ValueError(f"Input shape {tuple(x.shape[1:])} does not match the model's input shape "
-                         f"{tuple(arch['in_shape'])}: was the model built for another dataset?")
+        raise ValueError(
+            f"Input shape {tuple(x.shape[1:])} does not match the model's input shape "
+            f"{tuple(arch['in_shape'])}: was the model built for another dataset?"
+        )
     if not torch.is_floating_point(x):
         raise TypeError(f"Inputs must be floating point in [0, 1], got {x.dtype}.")
 
@@ -138,8 +152,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 # ----------------------------------------------------------------------------- optimiser and schedule
 
-def make_optimizer(params, optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9,
-                   weight_decay: float = 5e-4):
+
+def make_optimizer(
+    params, optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4
+):
     opt = str(optimizer).lower()
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0 or not math.isfinite(lr):
         raise ValueError(f"The learning rate must be a positive number, got {lr!r}.")
@@ -152,8 +168,15 @@ def make_optimizer(params, optimizer: str = "sgd", lr: float = 0.1, momentum: fl
     raise ValueError(f"Unknown optimizer {optimizer!r}: choose sgd, adam or adamw.")
 
 
-def make_schedule(opt, schedule: str, total_steps: int, steps_per_epoch: int, lr: float,
-                  milestones=(0.5, 0.75), gamma: float = 0.1):
+def make_schedule(
+    opt,
+    schedule: str,
+    total_steps: int,
+    steps_per_epoch: int,
+    lr: float,
+    milestones=(0.5, 0.75),
+    gamma: float = 0.1,
+):
     s = (schedule or "constant").lower()
     if s == "constant":
         return None
@@ -163,8 +186,9 @@ def make_schedule(opt, schedule: str, total_steps: int, steps_per_epoch: int, lr
         ms = [int(m * total_steps) if m < 1 else int(m) * steps_per_epoch for m in milestones]
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=ms, gamma=gamma)
     if s == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, total_steps),
-                                                   pct_start=0.25, anneal_strategy="linear")
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=max(1, total_steps), pct_start=0.25, anneal_strategy="linear"
+        )
     raise ValueError(f"Unknown schedule {schedule!r}: choose constant, cosine, step or onecycle.")
 
 
@@ -176,8 +200,9 @@ def _autocast(device: torch.device, amp: bool | None):
 def _non_finite_weights(model: nn.Module) -> list[str]:
     """Names of the parameters and floating-point buffers (batch-norm statistics) that hold a
     NaN or an infinity: either makes the model's outputs NaN."""
-    tensors = list(model.named_parameters()) + [(n, b) for n, b in model.named_buffers()
-                                                 if b.is_floating_point()]
+    tensors = list(model.named_parameters()) + [
+        (n, b) for n, b in model.named_buffers() if b.is_floating_point()
+    ]
     return [n for n, t in tensors if not torch.isfinite(t).all()]
 
 
@@ -199,8 +224,11 @@ def check_outputs(model: nn.Module, input_shape, method: str, hint: str = "") ->
         out = model(probe.to(dev)).float()
     model.train(was)
     if not torch.isfinite(out).all():
-        raise DivergedError(f"{method} diverged: its weights are finite but its outputs are NaN or "
-                            f"infinite.{' ' + hint if hint else ''}", method=method)
+        raise DivergedError(
+            f"{method} diverged: its weights are finite but its outputs are NaN or "
+            f"infinite.{' ' + hint if hint else ''}",
+            method=method,
+        )
 
 
 def check_diverged(model: nn.Module, method: str, step: int | None = None, hint: str = "") -> None:
@@ -208,12 +236,17 @@ def check_diverged(model: nn.Module, method: str, step: int | None = None, hint:
     bad = _non_finite_weights(model)
     if bad:
         where = f" at step {step}" if step is not None else ""
-        raise DivergedError(f"{method} diverged{where}: the weights {', '.join(bad[:3])}"
-                            f"{' ...' if len(bad) > 3 else ''} became NaN or infinite."
-                            f"{' ' + hint if hint else ''}", method=method, step=step)
+        raise DivergedError(
+            f"{method} diverged{where}: the weights {', '.join(bad[:3])}"
+            f"{' ...' if len(bad) > 3 else ''} became NaN or infinite."
+            f"{' ' + hint if hint else ''}",
+            method=method,
+            step=step,
+        )
 
 
 # ----------------------------------------------------------------------------- the loop
+
 
 @dataclass
 class _Run:
@@ -236,16 +269,20 @@ class _Run:
         self.step += 1
 
 
-def _start(model, params, optimizer, lr, momentum, weight_decay, schedule, epochs, steps_per_epoch,
-           max_steps) -> _Run:
+def _start(
+    model, params, optimizer, lr, momentum, weight_decay, schedule, epochs, steps_per_epoch, max_steps
+) -> _Run:
     params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
     opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
     max_steps = profiles.active().cap(max_steps)
     total = epochs * steps_per_epoch if steps_per_epoch else None
     if max_steps is not None and total is not None:
         total = min(total, max_steps)
-    sched = None if schedule == "constant" else \
-        make_schedule(opt, schedule, total or max(1, epochs), steps_per_epoch or 1, lr)
+    sched = (
+        None
+        if schedule == "constant"
+        else make_schedule(opt, schedule, total or max(1, epochs), steps_per_epoch or 1, lr)
+    )
     dev = _device(model)
     return _Run(opt, sched, total, max_steps, torch.full((), -1, dtype=torch.long, device=dev))
 
@@ -266,13 +303,30 @@ def _step(run: _Run, model, loss_fn, batch, amp, clip_grad) -> torch.Tensor:
     return loss
 
 
-def descend(model: nn.Module, data: Callable[[int], Iterable] | Iterable, loss_fn: Callable, *,
-            epochs: int = 1, lr: float = 0.01, optimizer: str = "sgd", momentum: float = 0.9,
-            weight_decay: float = 0.0, schedule: str = "constant", steps_per_epoch: int | None = None,
-            max_steps: int | None = None, stop: Callable[[nn.Module], bool] | None = None,
-            stop_every: int = 1, clip_grad: float | None = None, amp: bool | None = False,
-            params=None, train_mode: bool = True, progress: bool | None = None, desc: str = "descend",
-            hint: str = "lower the learning rate", on_epoch: Callable | None = None) -> History:
+def descend(
+    model: nn.Module,
+    data: Callable[[int], Iterable] | Iterable,
+    loss_fn: Callable,
+    *,
+    epochs: int = 1,
+    lr: float = 0.01,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    schedule: str = "constant",
+    steps_per_epoch: int | None = None,
+    max_steps: int | None = None,
+    stop: Callable[[nn.Module], bool] | None = None,
+    stop_every: int = 1,
+    clip_grad: float | None = None,
+    amp: bool | None = False,
+    params=None,
+    train_mode: bool = True,
+    progress: bool | None = None,
+    desc: str = "descend",
+    hint: str = "lower the learning rate",
+    on_epoch: Callable | None = None,
+) -> History:
     """Take gradient steps on ``loss_fn(model, *batch)`` and return a :class:`History`.
 
     ``data`` is either a callable ``epoch -> iterable of batches`` (fresh shuffling each epoch)
@@ -285,18 +339,24 @@ def descend(model: nn.Module, data: Callable[[int], Iterable] | Iterable, loss_f
     ``amp=True`` (or ``None``: on CUDA).
     """
     from tqdm.auto import tqdm
+
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}.")
-    run = _start(model, params, optimizer, lr, momentum, weight_decay, schedule, epochs, steps_per_epoch,
-                 max_steps)
+    run = _start(
+        model, params, optimizer, lr, momentum, weight_decay, schedule, epochs, steps_per_epoch, max_steps
+    )
     hist, t0 = History(), time.perf_counter()
-    bar = tqdm(total=run.total, desc=desc, leave=False,
-               disable=not (profiles.progress_default() if progress is None else progress))
+    bar = tqdm(
+        total=run.total,
+        desc=desc,
+        leave=False,
+        disable=not (profiles.progress_default() if progress is None else progress),
+    )
     with bar:
         for epoch in range(epochs):
             model.train(train_mode)
             losses = []
-            for batch in (data(epoch) if callable(data) else data):
+            for batch in data(epoch) if callable(data) else data:
                 if run.full():
                     break
                 losses.append(_step(run, model, loss_fn, batch, amp, clip_grad))
@@ -307,9 +367,12 @@ def descend(model: nn.Module, data: Callable[[int], Iterable] | Iterable, loss_f
             hist.loss.append(float(torch.stack(losses).mean()) if losses else float("nan"))
             hist.epochs = epoch + 1
             if int(run.first_bad) >= 0:
-                raise DivergedError(f"{desc} diverged at step {int(run.first_bad)} (epoch {epoch}): the loss "
-                                    f"became NaN or infinite; {hint} (now {lr}).", method=desc,
-                                    step=int(run.first_bad))
+                raise DivergedError(
+                    f"{desc} diverged at step {int(run.first_bad)} (epoch {epoch}): the loss "
+                    f"became NaN or infinite; {hint} (now {lr}).",
+                    method=desc,
+                    step=int(run.first_bad),
+                )
             if on_epoch is not None:
                 on_epoch(epoch, hist.loss[-1])
             bar.set_postfix(loss=f"{hist.loss[-1]:.3f}")
@@ -324,6 +387,7 @@ def descend(model: nn.Module, data: Callable[[int], Iterable] | Iterable, loss_f
 
 def _shuffled(x, y, batch_size, gen, augment_on, hook):
     """The batch source of :func:`fit`: shuffled, augmented, hooked."""
+
     def epoch_batches(epoch):
         for step, (xb, yb) in enumerate(batches(x, y, batch_size=batch_size, shuffle=True, generator=gen)):
             if augment_on:
@@ -331,13 +395,27 @@ def _shuffled(x, y, batch_size, gen, augment_on, hook):
             if hook is not None:
                 xb, yb = hook(xb, yb, epoch, step)
             yield xb, yb
+
     return epoch_batches
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 10, batch_size: int = 128,
-        lr: float = 0.1, augment: bool = False, label_smoothing: float = 0.0, hook: Callable | None = None,
-        eval_data=None, channels_last: bool | None = None, seed: int | None = None, desc: str = "fit",
-        **loop) -> History:
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 0.1,
+    augment: bool = False,
+    label_smoothing: float = 0.0,
+    hook: Callable | None = None,
+    eval_data=None,
+    channels_last: bool | None = None,
+    seed: int | None = None,
+    desc: str = "fit",
+    **loop,
+) -> History:
     """Train ``model`` in place with cross-entropy on ``(x, y)``; returns a :class:`History`.
 
     ``hook(xb, yb, epoch, step) -> (xb, yb)`` may rewrite each batch before the forward pass
@@ -378,8 +456,17 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 10,
     loop.setdefault("schedule", "cosine")
     loop.setdefault("amp", None)
     loop.setdefault("hint", "lower the learning rate")
-    h = descend(model, _shuffled(x, y, batch_size, gen, augment, hook), ce, epochs=epochs, lr=lr,
-                steps_per_epoch=max(1, math.ceil(len(x) / batch_size)), desc=desc, on_epoch=on_epoch, **loop)
+    h = descend(
+        model,
+        _shuffled(x, y, batch_size, gen, augment, hook),
+        ce,
+        epochs=epochs,
+        lr=lr,
+        steps_per_epoch=max(1, math.ceil(len(x) / batch_size)),
+        desc=desc,
+        on_epoch=on_epoch,
+        **loop,
+    )
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
     model.eval()

@@ -3,6 +3,7 @@
 Every check raises ``ValueError`` (or ``TypeError`` for a wrong kind of object) with a
 sentence that says what was expected and what to do.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,6 +40,7 @@ def integer(name: str, v, lo: int = 1, hint: str = "") -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
         try:
             import numpy as np
+
             if isinstance(v, np.integer) and v >= lo:
                 return int(v)
         except ImportError:  # pragma: no cover
@@ -66,7 +68,9 @@ def clamp_pair(v):
     try:
         lo, hi = (float(c) for c in v)
     except (TypeError, ValueError):
-        raise ValueError(f"clamp must be None or a pair (low, high), e.g. (0, 1) for images; got {v!r}.") from None
+        raise ValueError(
+            f"clamp must be None or a pair (low, high), e.g. (0, 1) for images; got {v!r}."
+        ) from None
     if not lo < hi:
         raise ValueError(f"clamp=(low, high) needs low < high, got {v!r}.")
     return lo, hi
@@ -75,6 +79,7 @@ def clamp_pair(v):
 def model(name: str, m):
     """A torch module."""
     import torch
+
     if not isinstance(m, torch.nn.Module):
         raise TypeError(f"{name} must be a torch model (nn.Module), got {type(m).__name__}.")
     return m
@@ -84,13 +89,18 @@ def count_or_fraction(name: str, v, total: int) -> int:
     """A number of items out of ``total``: an integer in 1..total-1, or a fraction in (0, 1)
     (rounded, at least one). Bools, text and other numbers are refused."""
     import numpy as np
+
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} is a number of samples (an integer) or a fraction in (0, 1), got {v!r} "
-                         f"({type(v).__name__}).")
+        raise ValueError(
+            f"{name} is a number of samples (an integer) or a fraction in (0, 1), got {v!r} "
+            f"({type(v).__name__})."
+        )
     if isinstance(v, (float, np.floating)):
         if not 0.0 < v < 1.0:
-            raise ValueError(f"{name} is a number of samples (an integer in 1..{total - 1}) or a fraction in (0, 1), "
-                             f"got {v!r}. For 10% of the training set write 0.1.")
+            raise ValueError(
+                f"{name} is a number of samples (an integer in 1..{total - 1}) or a fraction in (0, 1), "
+                f"got {v!r}. For 10% of the training set write 0.1."
+            )
         return max(1, round(float(v) * total))
     if not 0 < v < total:
         raise ValueError(f"{name} must lie in 1..{total - 1}, got {v}.")

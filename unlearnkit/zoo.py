@@ -10,6 +10,7 @@ hook), so a model trained by older code is never served: it is trained anew. Wri
 atomically, and read back with ``torch.load(..., weights_only=True)``. A file that
 cannot be read or does not match is reported and retrained, never silently used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,7 +53,9 @@ def _jsonable(v):
 def _hook_code(hook) -> str | None:
     """Hash of the source of the module defining a batch hook (``None`` if it has none)."""
     import inspect
+
     from .fingerprint import code_hash
+
     try:
         return code_hash(inspect.getsourcefile(inspect.unwrap(hook)))
     except (TypeError, OSError, ValueError):
@@ -75,8 +78,10 @@ def load_checkpoint(path: Path, model: nn.Module, expect: dict | None = None) ->
                 raise ValueError(f"record {bad!r} fails its CRC-32 checksum")
         blob = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
     except Exception as e:
-        raise ValueError(f"Checkpoint {path} is unreadable or corrupt ({type(e).__name__}: {e}). "
-                         f"Delete it and train again.") from e
+        raise ValueError(
+            f"Checkpoint {path} is unreadable or corrupt ({type(e).__name__}: {e}). "
+            f"Delete it and train again."
+        ) from e
     if not isinstance(blob, dict) or "state_dict" not in blob:
         raise ValueError(f"Checkpoint {path} has no 'state_dict': it was not written by unlearnkit.")
     if expect is not None and blob.get("key") != expect.get("key"):
@@ -91,9 +96,15 @@ def load_checkpoint(path: Path, model: nn.Module, expect: dict | None = None) ->
     return model
 
 
-def cached(config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], dict | None],
-           cache_dir: str | Path | None = None, name: str = "model", retrain: bool = False,
-           verbose: bool = True) -> nn.Module:
+def cached(
+    config: dict,
+    build: Callable[[], nn.Module],
+    train: Callable[[nn.Module], dict | None],
+    cache_dir: str | Path | None = None,
+    name: str = "model",
+    retrain: bool = False,
+    verbose: bool = True,
+) -> nn.Module:
     """Generic load-or-train: ``build()`` makes the untrained model, ``train(model)`` trains it in place
     and may return a dict of info stored with the weights."""
     key = config_key({**config, "zoo_version": ZOO_VERSION})
@@ -109,16 +120,24 @@ def cached(config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Mod
             model.zoo_cached = True
             return model
         except ValueError as e:
-            warnings.warn(f"{e}\nRetraining it now; the bad file is replaced.", CorruptCheckpointWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"{e}\nRetraining it now; the bad file is replaced.", CorruptCheckpointWarning, stacklevel=2
+            )
             path.unlink(missing_ok=True)
             model = build()
     t0 = time.perf_counter()
     info = train(model) or {}
     info = {"train_seconds": time.perf_counter() - t0, **info}
     check_finite(model, f"freshly trained {name}")
-    atomic_save({"state_dict": model.state_dict(), "key": key, "config": json.dumps(_jsonable(config)),
-                 "info": json.dumps(_jsonable(info))}, path)
+    atomic_save(
+        {
+            "state_dict": model.state_dict(),
+            "key": key,
+            "config": json.dumps(_jsonable(config)),
+            "info": json.dumps(_jsonable(info)),
+        },
+        path,
+    )
     model.zoo_info = info
     model.zoo_path = str(path)
     model.zoo_cached = False
@@ -127,10 +146,22 @@ def cached(config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Mod
     return model
 
 
-def train_or_load(task: Task | Dataset, which: str = "original", model: str = "resnet18", *, epochs: int = 10,
-                  seed: int | None = None, model_kwargs: dict | None = None, hook: Callable | None = None,
-                  tag: str | None = None, cache_dir=None, retrain: bool = False, progress: bool | None = None,
-                  verbose: bool = True, **fit_kwargs) -> nn.Module:
+def train_or_load(
+    task: Task | Dataset,
+    which: str = "original",
+    model: str = "resnet18",
+    *,
+    epochs: int = 10,
+    seed: int | None = None,
+    model_kwargs: dict | None = None,
+    hook: Callable | None = None,
+    tag: str | None = None,
+    cache_dir=None,
+    retrain: bool = False,
+    progress: bool | None = None,
+    verbose: bool = True,
+    **fit_kwargs,
+) -> nn.Module:
     """The ``original`` model (trained on all training data) or the ``retrain`` gold standard
     (trained from scratch on the retain set only), loaded from the cache when it exists.
 
@@ -142,8 +173,10 @@ def train_or_load(task: Task | Dataset, which: str = "original", model: str = "r
     if which not in ("original", "retrain"):
         raise ValueError(f"which must be 'original' or 'retrain', got {which!r}.")
     if hook is not None and not tag:
-        raise ValueError("A batch hook changes training, so give it a tag=... that names it "
-                         "(it becomes part of the cache key).")
+        raise ValueError(
+            "A batch hook changes training, so give it a tag=... that names it "
+            "(it becomes part of the cache key)."
+        )
     if isinstance(task, Dataset):
         if which == "retrain":
             raise ValueError("A retrain model needs a task (what to forget), not just a dataset.")
@@ -152,9 +185,19 @@ def train_or_load(task: Task | Dataset, which: str = "original", model: str = "r
         t = as_task(task)
         data = t.data
     model_kwargs = dict(model_kwargs or {})
-    config = {"data": data.fingerprint, "dataset": data.name, "which": which, "model": model,
-              "model_kwargs": model_kwargs, "epochs": epochs, "seed": seed, "fit": fit_kwargs, "tag": tag,
-              "forget": t.fingerprint if which == "retrain" else None, "code": training_code()}
+    config = {
+        "data": data.fingerprint,
+        "dataset": data.name,
+        "which": which,
+        "model": model,
+        "model_kwargs": model_kwargs,
+        "epochs": epochs,
+        "seed": seed,
+        "fit": fit_kwargs,
+        "tag": tag,
+        "forget": t.fingerprint if which == "retrain" else None,
+        "code": training_code(),
+    }
     if hook is not None:
         config["hook_code"] = _hook_code(hook)
     if which == "original":
@@ -169,11 +212,25 @@ def train_or_load(task: Task | Dataset, which: str = "original", model: str = "r
 
     def train(m):
         set_seed(seed)
-        h: History = fit(m, x, y, epochs=epochs, hook=hook, progress=progress, seed=seed,
-                         eval_data=(data.x_test, data.y_test), desc=f"train {which}", **fit_kwargs)
-        return {"epochs": epochs, "final_loss": h.loss[-1] if h.loss else None,
-                "test_acc": h.eval_acc[-1] if h.eval_acc else None, "fit_seconds": h.seconds,
-                "eval_acc": h.eval_acc}
+        h: History = fit(
+            m,
+            x,
+            y,
+            epochs=epochs,
+            hook=hook,
+            progress=progress,
+            seed=seed,
+            eval_data=(data.x_test, data.y_test),
+            desc=f"train {which}",
+            **fit_kwargs,
+        )
+        return {
+            "epochs": epochs,
+            "final_loss": h.loss[-1] if h.loss else None,
+            "test_acc": h.eval_acc[-1] if h.eval_acc else None,
+            "fit_seconds": h.seconds,
+            "eval_acc": h.eval_acc,
+        }
 
     name = f"{data.name.split('[')[0].replace(':', '_').replace('/', '_')}-{model}-{which}"
     return cached(config, build, train, cache_dir=cache_dir, name=name, retrain=retrain, verbose=verbose)

@@ -1,22 +1,74 @@
-"""Unlearning methods: one signature, ``new_model = method(model, task, **hp)``, each
-registered with the access level its paper allows (see ``_registry``)."""
-from ._registry import REGISTRY, get_method, register, runtime
+"""Unlearning methods: one signature, ``new_model = method(model, task, *, seed=None, **hp)``,
+each registered with one record (access level, tasks, presets, colour; see ``_registry``)."""
+
+from ._registry import REGISTRY, Method, applicable, get_method, record, register, report, runtime
 from .baselines import finetune, fisher_forgetting, neggrad, random_labels, retrain
-from .boundary import boundary_shrink, nearest_false_labels, nearest_wrong_labels, relabel
+from .boundary import boundary_shrink, nearest_false_labels, relabel, runner_up_labels
 from .instance import continual_unlearn, instance_unlearn
 from .jit import jit, jit_loss, model_information, sample_information
-from .masking import (fisher_noise, mask, mask_classifier, mask_forget_only, mask_retain_subset,  # noqa: F401
-                      replay_finetune)
-from .mnemonic import (average_fisher, class_fisher, importance_ratio, mnemonic, mnemonic_codes, mnemonic_hook,
-                       mnemonic_with_data, step_sizes, train_with_codes)
+from .masking import (
+    fisher_noise,
+    mask,
+    mask_classifier,
+    mask_forget_only,
+    mask_retain_subset,  # noqa: F401
+    replay_finetune,
+)
+from .mnemonic import (
+    average_fisher,
+    class_fisher,
+    importance_ratio,
+    mnemonic,
+    mnemonic_codes,
+    mnemonic_hook,
+    mnemonic_with_data,
+    step_sizes,
+    train_with_codes,
+)
 from .unsir import error_maximizing_noise, impair_set, unsir
 
-__all__ = ["REGISTRY", "get_method", "register", "runtime", "retrain", "finetune", "neggrad",
-           "random_labels", "fisher_forgetting", "jit", "jit_loss", "sample_information",
-           "model_information", "boundary_shrink", "nearest_false_labels", "nearest_wrong_labels", "relabel",
-           "mnemonic", "mnemonic_with_data", "mnemonic_codes", "mnemonic_hook", "train_with_codes",
-           "class_fisher", "average_fisher", "importance_ratio", "step_sizes",
-           "unsir", "error_maximizing_noise", "impair_set",
-           "instance_unlearn", "continual_unlearn"]
-__all__ += ["mask", "mask_forget_only", "mask_retain_subset", "mask_classifier", "replay_finetune",
-            "fisher_noise"]
+__all__ = [
+    "REGISTRY",
+    "Method",
+    "applicable",
+    "get_method",
+    "record",
+    "register",
+    "report",
+    "runtime",
+    "retrain",
+    "finetune",
+    "neggrad",
+    "random_labels",
+    "fisher_forgetting",
+    "jit",
+    "jit_loss",
+    "sample_information",
+    "model_information",
+    "boundary_shrink",
+    "nearest_false_labels",
+    "runner_up_labels",
+    "relabel",
+    "mnemonic",
+    "mnemonic_with_data",
+    "mnemonic_codes",
+    "mnemonic_hook",
+    "train_with_codes",
+    "class_fisher",
+    "average_fisher",
+    "importance_ratio",
+    "step_sizes",
+    "unsir",
+    "error_maximizing_noise",
+    "impair_set",
+    "instance_unlearn",
+    "continual_unlearn",
+]
+__all__ += [
+    "mask",
+    "mask_forget_only",
+    "mask_retain_subset",
+    "mask_classifier",
+    "replay_finetune",
+    "fisher_noise",
+]

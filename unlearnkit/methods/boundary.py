@@ -20,6 +20,7 @@ Their attack also rounds x' to 1/255 steps; we keep it continuous (digits are no
 Batch norm: ``bn="frozen"`` (default) fine-tunes in eval mode so forget-only batches do not
 overwrite the running statistics; ``bn="batch"`` fine-tunes in training mode.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,17 +30,18 @@ from .. import validate
 from ..attacks import fgsm
 from ..models import clone
 from ..training import batches, descend, predict, train_batch_size
-from ._registry import register, seed_or_active
+from ._registry import register, report
 
 
-def nearest_false_labels(model, x: torch.Tensor, y: torch.Tensor, bound: float = 0.1,
-                         batch_size: int = 256) -> torch.Tensor:
+def nearest_false_labels(
+    model, x: torch.Tensor, y: torch.Tensor, bound: float = 0.1, batch_size: int = 256
+) -> torch.Tensor:
     """y_nbi: the original model's label for the FGSM neighbour x + bound·sign(∇_x CE) of each sample."""
     if not bound > 0:
         raise ValueError(f"bound (the FGSM step in pixel units) must be positive, got {bound}.")
-    clamp = (0.0, 1.0) if x.dim() == 4 else None     # images live in [0, 1]; toys are unbounded
+    clamp = (0.0, 1.0) if x.dim() == 4 else None  # images live in [0, 1]; toys are unbounded
     was = model.training
-    model.eval()                                     # batch norm must not see (or record) the attack batch
+    model.eval()  # batch norm must not see (or record) the attack batch
     out = []
     for xb, yb in batches(x, y, batch_size=batch_size):
         xa = fgsm(model, xb, yb, eps=bound, clamp=clamp)
@@ -49,9 +51,28 @@ def nearest_false_labels(model, x: torch.Tensor, y: torch.Tensor, bound: float =
     return torch.cat(out)
 
 
-@register("boundary_shrink", access="forget", paper="Chen et al. 2023 (Boundary Unlearning: shrinking)")
-def boundary_shrink(model, task, bound: float = 0.1, lr: float = 1e-5, epochs: int = 10, batch_size: int = 128,
-                    momentum: float = 0.9, bn: str = "frozen", seed: int | None = None):
+@register(
+    "boundary_shrink",
+    access="forget",
+    paper="Chen et al. 2023 (Boundary Unlearning: shrinking)",
+    tasks=("full-class", "sub-class", "random"),
+    why="Chen et al. shift the boundary of a class; the JiT paper also runs it on sub-class and "
+    "random forgetting",
+    color="#bcbd22",
+    presets={"quick": dict(bound=0.3, lr=1e-4, epochs=10)},
+)
+def boundary_shrink(
+    model,
+    task,
+    *,
+    bound: float = 0.1,
+    lr: float = 1e-5,
+    epochs: int = 10,
+    batch_size: int = 128,
+    momentum: float = 0.9,
+    bn: str = "frozen",
+    seed: int,
+):
     """Fine-tune on the forget set relabelled with its nearest false labels (Chen et al. 2023).
 
     ``unlearn_info["hits"]`` is the share of forget samples whose FGSM neighbour crossed a boundary.
@@ -64,24 +85,45 @@ def boundary_shrink(model, task, bound: float = 0.1, lr: float = 1e-5, epochs: i
         p.requires_grad_(False)
     y_nbi = nearest_false_labels(ref, xf, yf, bound)
     del ref
-    g = torch.Generator().manual_seed(seed_or_active(seed))
-    bs = train_batch_size(batch_size)      # at most 16 in a dry run
-    descend(model, lambda e: batches(xf, y_nbi, batch_size=bs, shuffle=True, generator=g),
-            lambda m, xb, yb: F.cross_entropy(m(xb), yb), epochs=epochs, lr=lr, momentum=momentum,
-            train_mode=bn == "batch", desc="boundary_shrink")
-    return model, {"hits": float((y_nbi != yf).float().mean())}
+    g = torch.Generator().manual_seed(seed)
+    bs = train_batch_size(batch_size)  # at most 16 in a dry run
+    descend(
+        model,
+        lambda e: batches(xf, y_nbi, batch_size=bs, shuffle=True, generator=g),
+        lambda m, xb, yb: F.cross_entropy(m(xb), yb),
+        epochs=epochs,
+        lr=lr,
+        momentum=momentum,
+        train_mode=bn == "batch",
+        desc="boundary_shrink",
+    )
+    return report(model, hits=float((y_nbi != yf).float().mean()))
 
 
-def nearest_wrong_labels(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def runner_up_labels(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The model's highest-scoring class other than the true one, for each sample."""
     logits = predict(model, x).clone()
     logits[torch.arange(len(y), device=logits.device), y.to(logits.device)] = -float("inf")
     return logits.argmax(1).to(y.device)
 
 
-@register("relabel", access="forget", paper="naive baseline (the JiT paper's Figure 2)")
-def relabel(model, task, lr: float = 1e-2, max_steps: int = 200, batch_size: int = 128, momentum: float = 0.0,
-            bn: str = "frozen", seed: int | None = None):
+@register(
+    "relabel",
+    access="forget",
+    paper="naive baseline (the JiT paper's Figure 2)",
+    presets={"quick": dict(lr=1e-3), "smoke": dict(lr=1e-3, max_steps=50)},
+)
+def relabel(
+    model,
+    task,
+    *,
+    lr: float = 1e-2,
+    max_steps: int = 200,
+    batch_size: int = 128,
+    momentum: float = 0.0,
+    bn: str = "frozen",
+    seed: int,
+):
     """Naive unlearning by relabelling: gradient descent on CE(f(x_f), y') with y' each forget sample's
     *nearest wrong class* (the original model's highest-scoring wrong class), until every forget sample
     is predicted as its wrong label or ``max_steps`` steps were taken.
@@ -91,15 +133,24 @@ def relabel(model, task, lr: float = 1e-2, max_steps: int = 200, batch_size: int
     validate.choice("bn", bn, ("frozen", "batch"))
     validate.integer("max_steps", max_steps)
     xf, yf = task.forget_set()
-    wrong = nearest_wrong_labels(model, xf, yf)
-    g = torch.Generator().manual_seed(seed_or_active(seed))
+    wrong = runner_up_labels(model, xf, yf)
+    g = torch.Generator().manual_seed(seed)
 
     def done(m):
         return bool((predict(m, xf).argmax(1) == wrong.to(xf.device)).all())
 
-    bs = train_batch_size(batch_size)      # at most 16 in a dry run
-    h = descend(model, lambda e: batches(xf, wrong, batch_size=bs, shuffle=True, generator=g),
-                lambda m, xb, yb: F.cross_entropy(m(xb), yb), epochs=max_steps, max_steps=max_steps, lr=lr,
-                momentum=momentum, stop=done, train_mode=bn == "batch", desc="relabel")
+    bs = train_batch_size(batch_size)  # at most 16 in a dry run
+    h = descend(
+        model,
+        lambda e: batches(xf, wrong, batch_size=bs, shuffle=True, generator=g),
+        lambda m, xb, yb: F.cross_entropy(m(xb), yb),
+        epochs=max_steps,
+        max_steps=max_steps,
+        lr=lr,
+        momentum=momentum,
+        stop=done,
+        train_mode=bn == "batch",
+        desc="relabel",
+    )
     hit = float((predict(model, xf).argmax(1) == wrong.to(xf.device)).float().mean())
-    return model, {"steps": h.steps, "relabelled": hit}
+    return report(model, steps=h.steps, relabelled=hit)

@@ -40,6 +40,7 @@ misclassified (relabelled), or after ``max_steps`` steps.
 
 :func:`continual_unlearn` serves requests of ``k_cl`` images one after another (Table 5).
 """
+
 from __future__ import annotations
 
 import time
@@ -52,7 +53,7 @@ from .. import validate
 from ..attacks import TARGET_RULES, _target_rule, adversarial_examples, random_targets
 from ..fisher import mas_importance, mas_weights
 from ..training import batches, descend, predict, train_batch_size
-from ._registry import get_method, register, seed_or_active
+from ._registry import get_method, register, report, seed_or_active
 
 VARIANTS = ("neggrad", "adv", "adv+imp")
 GOALS = ("misclassify", "relabel")
@@ -67,8 +68,9 @@ def _new_labels(y, k, new_labels, g):
     if (new < 0).any() or (new >= k).any():
         raise ValueError(f"new_labels must lie in [0, {k}).")
     if (new == y).any():
-        raise ValueError("new_labels must differ from the true labels (relabelling to the true label "
-                         "forgets nothing).")
+        raise ValueError(
+            "new_labels must differ from the true labels (relabelling to the true label forgets nothing)."
+        )
     return new
 
 
@@ -79,7 +81,7 @@ def penalty(model, anchor: dict, weights: dict) -> torch.Tensor:
 
 
 BN_MODES = ("train", "frozen")
-_BN_ALIASES = {"batch": "train"}        # the earlier name of "train"
+_BN_ALIASES = {"batch": "train"}  # the earlier name of "train"
 
 
 def _freeze_bn(model):
@@ -89,13 +91,39 @@ def _freeze_bn(model):
             mod.eval()
 
 
-@register("instance_unlearn", access="forget", paper="Cha et al. 2024 (instance-wise unlearning)")
-def instance_unlearn(model, task, variant: str = "adv+imp", goal: str = "misclassify", lr: float = 1e-3,
-                     momentum: float = 0.9, weight_decay: float = 1e-5, max_steps: int = 1000,
-                     batch_size: int = 128, n_adv: int = 20, eps: float = 4.0, pgd_step: float = 0.1,
-                     pgd_iters: int = 100, same_target: bool | None = None, adv_batch_size: int | None = None,
-                     mas_lambda: float = 1.0, new_labels=None, bn: str = "train", seed: int | None = None, *,
-                     adv_targets: str | None = None, mas_per_sample: bool = True):
+@register(
+    "instance_unlearn",
+    access="forget",
+    paper="Cha et al. 2024 (instance-wise unlearning)",
+    # a random forget set is a set of instances, only larger
+    tasks=("instances", "random"),
+    why="Cha et al. forget instances, never reading D_r",
+    presets={"quick": dict(eps=2.0, n_adv=4, pgd_iters=30, max_steps=400)},
+)
+def instance_unlearn(
+    model,
+    task,
+    *,
+    variant: str = "adv+imp",
+    goal: str = "misclassify",
+    lr: float = 1e-3,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-5,
+    max_steps: int = 1000,
+    batch_size: int = 128,
+    n_adv: int = 20,
+    eps: float = 4.0,
+    pgd_step: float = 0.1,
+    pgd_iters: int = 100,
+    same_target: bool | None = None,
+    adv_batch_size: int | None = None,
+    mas_lambda: float = 1.0,
+    new_labels=None,
+    bn: str = "train",
+    seed: int,
+    adv_targets: str | None = None,
+    mas_per_sample: bool = True,
+):
     """Unlearn the forget images of ``task`` seeing nothing else (Cha et al. 2024).
 
     ``variant``: ``"neggrad"`` (Eq. 3/4 alone), ``"adv"`` (Eq. 6: + CE on ``n_adv`` targeted
@@ -156,17 +184,23 @@ def instance_unlearn(model, task, variant: str = "adv+imp", goal: str = "misclas
         validate.integer("adv_batch_size", adv_batch_size)
     if new_labels is not None and goal != "relabel":
         raise ValueError("new_labels only make sense with goal='relabel'.")
-    seed = seed_or_active(seed)
     xf, yf = task.forget_set()
     if len(xf) == 0:
         raise ValueError("The forget set is empty: nothing to unlearn.")
     k = task.num_classes
     g = torch.Generator().manual_seed(seed)
     uses_adv = variant in ("adv", "adv+imp")
-    info = {"n_forget": len(xf), "adv_seconds": 0.0, "importance_seconds": 0.0, "adv_success": float("nan"),
-            "adv_targets": rule if uses_adv else None,
-            "mas": ("per_sample" if mas_per_sample else "batch_mean") if variant == "adv+imp" else None,
-            "bn": bn, "weight_decay": weight_decay, "max_steps": max_steps}
+    info = {
+        "n_forget": len(xf),
+        "adv_seconds": 0.0,
+        "importance_seconds": 0.0,
+        "adv_success": float("nan"),
+        "adv_targets": rule if uses_adv else None,
+        "mas": ("per_sample" if mas_per_sample else "batch_mean") if variant == "adv+imp" else None,
+        "bn": bn,
+        "weight_decay": weight_decay,
+        "max_steps": max_steps,
+    }
     target = _new_labels(yf, k, new_labels, g) if goal == "relabel" else yf
     if goal == "relabel":
         info["new_labels"] = target.tolist()
@@ -174,15 +208,25 @@ def instance_unlearn(model, task, variant: str = "adv+imp", goal: str = "misclas
     x_adv = y_adv = None
     if uses_adv:
         adv = {}
-        na = train_batch_size(len(xf))         # every forget image; at most 16 in a dry run
-        x_adv, y_adv = adversarial_examples(model, xf[:na], yf[:na], n_adv=n_adv, eps=eps, step=pgd_step,
-                                            iters=pgd_iters, num_classes=k, targets=rule,
-                                            generator=g, info=adv)
+        na = train_batch_size(len(xf))  # every forget image; at most 16 in a dry run
+        x_adv, y_adv = adversarial_examples(
+            model,
+            xf[:na],
+            yf[:na],
+            n_adv=n_adv,
+            eps=eps,
+            step=pgd_step,
+            iters=pgd_iters,
+            num_classes=k,
+            targets=rule,
+            generator=g,
+            info=adv,
+        )
         info["adv_seconds"], info["adv_success"] = adv["seconds"], adv["success"]
     weights = anchor = None
     if variant == "adv+imp":
         t0 = time.perf_counter()
-        weights = mas_weights(mas_importance(model, xf, per_sample=mas_per_sample))   # Algorithm 2
+        weights = mas_weights(mas_importance(model, xf, per_sample=mas_per_sample))  # Algorithm 2
         anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
         info["importance_seconds"] = time.perf_counter() - t0
 
@@ -195,29 +239,38 @@ def instance_unlearn(model, task, variant: str = "adv+imp", goal: str = "misclas
 
     def loss_fn(m, xb, tb):
         if bn == "frozen":
-            _freeze_bn(m)        # again each step: the early-stop check restores training mode
+            _freeze_bn(m)  # again each step: the early-stop check restores training mode
         ce = F.cross_entropy(m(xb), tb)
-        loss = -ce if goal == "misclassify" else ce                      # Eq. 3 / Eq. 4
-        if x_adv is not None:                                            # Eq. 6
+        loss = -ce if goal == "misclassify" else ce  # Eq. 3 / Eq. 4
+        if x_adv is not None:  # Eq. 6
             if adv_bs >= len(x_adv):
                 xa, ya = x_adv, y_adv
             else:
                 j = torch.randint(0, len(x_adv), (adv_bs,), generator=g).to(x_adv.device)
                 xa, ya = x_adv[j], y_adv[j]
             loss = loss + F.cross_entropy(m(xa), ya)
-        if weights is not None and mas_lambda > 0:                       # Eq. 7
+        if weights is not None and mas_lambda > 0:  # Eq. 7
             loss = loss + mas_lambda * penalty(m, anchor, weights)
         return loss
 
     t0 = time.perf_counter()
     steps = 0
     if not bool(reached(model).all()):
-        bs = train_batch_size(batch_size)      # at most 16 in a dry run
-        h = descend(model, lambda e: batches(xf, target, batch_size=bs, shuffle=True, generator=g),
-                    loss_fn, epochs=max_steps, max_steps=max_steps, lr=lr, momentum=momentum,
-                    weight_decay=weight_decay, stop=lambda m: bool(reached(m).all()),
-                    train_mode=True, desc=f"instance_unlearn ({variant})",
-                    hint="lower lr (gradient ascent is unbounded)")
+        bs = train_batch_size(batch_size)  # at most 16 in a dry run
+        h = descend(
+            model,
+            lambda e: batches(xf, target, batch_size=bs, shuffle=True, generator=g),
+            loss_fn,
+            epochs=max_steps,
+            max_steps=max_steps,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            stop=lambda m: bool(reached(m).all()),
+            train_mode=True,
+            desc=f"instance_unlearn ({variant})",
+            hint="lower lr (gradient ascent is unbounded)",
+        )
         steps = h.steps
     info["unlearn_seconds"] = time.perf_counter() - t0
     pred = predict(model, xf).argmax(1)
@@ -225,11 +278,20 @@ def instance_unlearn(model, task, variant: str = "adv+imp", goal: str = "misclas
     info.update(steps=steps, done=bool(hit.all()), forgotten=float((pred != yf).float().mean()))
     if goal == "relabel":
         info["relabelled"] = float((pred == target).float().mean())
-    return model, info
+    return report(model, **info)
 
 
-def continual_unlearn(model, task, k_cl: int = 8, method: str = "instance_unlearn", at=None,
-                      requests: str = "new", seed: int | None = None, **hp) -> list:
+def continual_unlearn(
+    model,
+    task,
+    *,
+    k_cl: int = 8,
+    method: str = "instance_unlearn",
+    at=None,
+    requests: str = "new",
+    seed: int | None = None,
+    **hp,
+) -> list:
     """Continual unlearning (Table 5 of Cha et al. 2024): the forget images of ``task`` arrive as
     requests of ``k_cl`` images (in a random order drawn from ``seed``), and ``method`` is applied
     to the model of the previous request each time.
@@ -246,15 +308,20 @@ def continual_unlearn(model, task, k_cl: int = 8, method: str = "instance_unlear
     images of its request.
     """
     from ..tasks import Task, forget_instances
+
     if not isinstance(task, Task):
-        raise TypeError("continual_unlearn needs the task itself (it builds one task per request), got "
-                        f"{type(task).__name__}.")
+        raise TypeError(
+            "continual_unlearn needs the task itself (it builds one task per request), got "
+            f"{type(task).__name__}."
+        )
     validate.integer("k_cl", k_cl)
     validate.choice("requests", requests, ("new", "all"))
     fn = get_method(method)
     n = len(task.forget_idx)
     if k_cl > n:
-        raise ValueError(f"k_cl = {k_cl} is larger than the forget set ({n} images): no request would be full.")
+        raise ValueError(
+            f"k_cl = {k_cl} is larger than the forget set ({n} images): no request would be full."
+        )
     at = sorted(set(int(a) for a in at)) if at is not None else None
     if at is not None and any(a < 1 or a > n or a % k_cl for a in at):
         raise ValueError(f"at must list multiples of k_cl = {k_cl} between {k_cl} and {n}, got {at}.")
@@ -263,15 +330,22 @@ def continual_unlearn(model, task, k_cl: int = 8, method: str = "instance_unlear
     order = task.forget_idx[torch.randperm(n, generator=g)]
     out, seconds, steps, current = [], 0.0, 0, model
     for r, start in enumerate(range(0, n - n % k_cl, k_cl)):
-        done = order[:start + k_cl]
-        request = order[start:start + k_cl] if requests == "new" else done
+        done = order[: start + k_cl]
+        request = order[start : start + k_cl] if requests == "new" else done
         current = fn(current, forget_instances(task.data, request.tolist()), seed=seed + r, **hp)
         seconds += current.unlearn_info["seconds"]
         steps += current.unlearn_info.get("steps", 0)
         kk = start + k_cl
         if at is None or kk in at:
-            out.append({"k": kk, "task": forget_instances(task.data, done.tolist()), "model": current,
-                        "seconds": seconds, "steps": steps})
+            out.append(
+                {
+                    "k": kk,
+                    "task": forget_instances(task.data, done.tolist()),
+                    "model": current,
+                    "seconds": seconds,
+                    "steps": steps,
+                }
+            )
         if at is not None and kk >= at[-1]:
             break
     return out

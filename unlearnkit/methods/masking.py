@@ -36,6 +36,7 @@ Every method can keep the model after each fine-tuning epoch (``keep_epochs=True
 ``unlearn_info["epoch_states"]``, epoch 0 = after masking) so that a chapter can evaluate the
 unlearn score per epoch and the stability of Table 2 without the method seeing test data.
 """
+
 from __future__ import annotations
 
 import copy
@@ -49,16 +50,16 @@ import torch.nn.functional as F
 from .. import validate
 from ..data import stratified_indices
 from ..fisher import diag_fisher
-from ..profiles import set_seed
 from ..training import augment as _augment
 from ..training import batches, descend, train_batch_size
-from ._registry import register, seed_or_active
+from ._registry import register, report
 
 SCORES = ("fisher", "activation", "random")
 REDUCTIONS = ("sum", "mean")
 
 
 # ----------------------------------------------------------------------------- which parameters
+
 
 def classifier_names(model: nn.Module) -> set:
     """Names of the final classifier's parameters (the last ``nn.Linear``): never masked."""
@@ -67,8 +68,9 @@ def classifier_names(model: nn.Module) -> set:
         if isinstance(mod, nn.Linear):
             last = name
     if last is None:
-        raise ValueError("The model has no final nn.Linear classifier: masking needs to know which "
-                         "layer to leave alone.")
+        raise ValueError(
+            "The model has no final nn.Linear classifier: masking needs to know which layer to leave alone."
+        )
     return {f"{last}.{n}" for n, _ in dict(model.named_modules())[last].named_parameters()}
 
 
@@ -85,17 +87,33 @@ def budget(model: nn.Module, ratio: float) -> int:
 
 
 def _check_ratio(ratio):
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) \
-            or not 0.0 < ratio <= 1.0:
-        raise ValueError(f"ratio (R, the share of parameters masked) must lie in (0, 1], got {ratio!r}; "
-                         f"the paper uses 0.02 for CIFAR and 0.04 for MNIST.")
+    if (
+        isinstance(ratio, bool)
+        or not isinstance(ratio, (int, float))
+        or not math.isfinite(ratio)
+        or not 0.0 < ratio <= 1.0
+    ):
+        raise ValueError(
+            f"ratio (R, the share of parameters masked) must lie in (0, 1], got {ratio!r}; "
+            f"the paper uses 0.02 for CIFAR and 0.04 for MNIST."
+        )
     return float(ratio)
 
 
 # ----------------------------------------------------------------------------- scores
 
-def fisher_scores(model: nn.Module, xf, yf, xr=None, yr=None, reduction: str = "mean",
-                  n_retain_total: int | None = None, batch_size: int = 64, method: str = "vmap") -> dict:
+
+def fisher_scores(
+    model: nn.Module,
+    xf,
+    yf,
+    xr=None,
+    yr=None,
+    reduction: str = "mean",
+    n_retain_total: int | None = None,
+    batch_size: int = 64,
+    method: str = "vmap",
+) -> dict:
     """F_f − F_r per maskable parameter (F_f alone when ``xr`` is ``None``).
 
     The empirical per-sample diagonal Fisher of each set; ``reduction="sum"`` multiplies each
@@ -123,7 +141,11 @@ def conv_bn_pairs(model: nn.Module) -> list:
     mods = list(model.named_modules())
     pairs = []
     for (n1, m1), (_, m2) in zip(mods, mods[1:]):
-        if isinstance(m1, nn.Conv2d) and isinstance(m2, nn.BatchNorm2d) and m2.num_features == m1.out_channels:
+        if (
+            isinstance(m1, nn.Conv2d)
+            and isinstance(m2, nn.BatchNorm2d)
+            and m2.num_features == m1.out_channels
+        ):
             pairs.append((n1, m1, m2))
     return pairs
 
@@ -138,13 +160,17 @@ def channel_activations(model: nn.Module, x, batch_size: int = 256) -> dict:
     """
     pairs = conv_bn_pairs(model)
     if not pairs:
-        raise ValueError("ActivationMask needs Conv-BatchNorm layers, and this model has none (an MLP?). "
-                         "Use score='fisher' or 'random'.")
+        raise ValueError(
+            "ActivationMask needs Conv-BatchNorm layers, and this model has none (an MLP?). "
+            "Use score='fisher' or 'random'."
+        )
     sums = {n: torch.zeros(c.out_channels, device=c.weight.device) for n, c, _ in pairs}
     hooks = []
     for n, _, bn in pairs:
+
         def hook(mod, inp, out, n=n):
             sums[n] += F.relu(out.float()).mean(dim=(2, 3)).sum(0)
+
         hooks.append(bn.register_forward_hook(hook))
     was = model.training
     model.eval()
@@ -161,6 +187,7 @@ def channel_activations(model: nn.Module, x, batch_size: int = 256) -> dict:
 
 # ----------------------------------------------------------------------------- masks
 
+
 def top_mask(scores: dict, k: int) -> dict:
     """Boolean masks with exactly ``k`` True entries: the ``k`` largest scores overall."""
     names = list(scores)
@@ -171,7 +198,7 @@ def top_mask(scores: dict, k: int) -> dict:
     out, i = {}, 0
     for n in names:
         m = scores[n].numel()
-        out[n] = keep[i:i + m].view_as(scores[n])
+        out[n] = keep[i : i + m].view_as(scores[n])
         i += m
     return out
 
@@ -188,7 +215,9 @@ def activation_mask(model: nn.Module, diff: dict, k: int) -> tuple[dict, int]:
     """Whole conv kernels of the channels with the largest A_f − A_r, as many as fit in ``k``
     parameters. Returns ``(masks, channels masked)``."""
     convs = {n: c for n, c, _ in conv_bn_pairs(model)}
-    order = sorted(((float(v), n, j) for n, d in diff.items() for j, v in enumerate(d.tolist())), reverse=True)
+    order = sorted(
+        ((float(v), n, j) for n, d in diff.items() for j, v in enumerate(d.tolist())), reverse=True
+    )
     names = maskable(model)
     masks = {n: torch.zeros(p.shape, dtype=torch.bool, device=p.device) for n, p in names.items()}
     used, channels = 0, 0
@@ -216,8 +245,20 @@ def apply_mask(model: nn.Module, masks: dict) -> int:
     return count
 
 
-def choose_mask(model, score, ratio, xf, yf, xr=None, yr=None, *, reduction="mean", n_retain_total=None,
-                seed=0, fisher_method="vmap"):
+def choose_mask(
+    model,
+    score,
+    ratio,
+    xf,
+    yf,
+    xr=None,
+    yr=None,
+    *,
+    reduction="mean",
+    n_retain_total=None,
+    seed=0,
+    fisher_method="vmap",
+):
     """The masks of one scoring rule and what it cost: ``(masks, info)``."""
     validate.choice("score", score, SCORES)
     ratio = _check_ratio(ratio)
@@ -227,8 +268,19 @@ def choose_mask(model, score, ratio, xf, yf, xr=None, yr=None, *, reduction="mea
     t0 = time.perf_counter()
     info = {"score": score, "ratio": ratio, "budget": k}
     if score == "fisher":
-        masks = top_mask(fisher_scores(model, xf, yf, xr, yr, reduction=reduction,
-                                       n_retain_total=n_retain_total, method=fisher_method), k)
+        masks = top_mask(
+            fisher_scores(
+                model,
+                xf,
+                yf,
+                xr,
+                yr,
+                reduction=reduction,
+                n_retain_total=n_retain_total,
+                method=fisher_method,
+            ),
+            k,
+        )
     elif score == "random":
         masks = random_mask(model, k, seed=seed)
     else:
@@ -241,10 +293,23 @@ def choose_mask(model, score, ratio, xf, yf, xr=None, yr=None, *, reduction="mea
 
 # ----------------------------------------------------------------------------- fine-tuning
 
-def finetune_replay(model, x, y, epochs: int, lr: float = 0.1, replay_schedule: bool = True,
-                    batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4,
-                    augment: bool = False, seed: int = 0, keep_epochs: bool = False,
-                    freeze: dict | None = None, desc: str = "mask fine-tune") -> dict:
+
+def finetune_on(
+    model,
+    x,
+    y,
+    epochs: int,
+    lr: float = 0.1,
+    replay_schedule: bool = True,
+    batch_size: int = 128,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    augment: bool = False,
+    seed: int = 0,
+    keep_epochs: bool = False,
+    freeze: dict | None = None,
+    desc: str = "mask fine-tune",
+) -> dict:
     """S epochs of SGD on ``(x, y)`` through :func:`unlearnkit.descend`.
 
     With ``replay_schedule`` the original schedule (``lr``, ×0.1 at 50 % and 75 % of the steps)
@@ -258,7 +323,7 @@ def finetune_replay(model, x, y, epochs: int, lr: float = 0.1, replay_schedule: 
     if epochs > 0:
         if len(x) == 0:
             raise ValueError("Fine-tuning needs retain data, and the set given is empty.")
-        batch_size = train_batch_size(batch_size)      # at most 16 in a dry run
+        batch_size = train_batch_size(batch_size)  # at most 16 in a dry run
         g = torch.Generator().manual_seed(seed)
         params = dict(model.named_parameters())
 
@@ -277,25 +342,62 @@ def finetune_replay(model, x, y, epochs: int, lr: float = 0.1, replay_schedule: 
             if keep_epochs:
                 states.append(copy.deepcopy(model.state_dict()))
 
-        descend(model, data, loss_fn, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                schedule="step" if replay_schedule else "constant",
-                steps_per_epoch=max(1, math.ceil(len(x) / batch_size)), on_epoch=on_epoch, desc=desc)
+        descend(
+            model,
+            data,
+            loss_fn,
+            epochs=epochs,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            schedule="step" if replay_schedule else "constant",
+            steps_per_epoch=max(1, math.ceil(len(x) / batch_size)),
+            on_epoch=on_epoch,
+            desc=desc,
+        )
     model.eval()
     return {"finetune_seconds": time.perf_counter() - t0, "epoch_states": states}
 
 
 def _ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size, seed, keep_epochs, augment):
-    return dict(epochs=finetune_epochs, lr=lr, replay_schedule=replay_schedule, batch_size=batch_size,
-                seed=seed, keep_epochs=keep_epochs, augment=task.augment if augment is None else augment)
+    return dict(
+        epochs=finetune_epochs,
+        lr=lr,
+        replay_schedule=replay_schedule,
+        batch_size=batch_size,
+        seed=seed,
+        keep_epochs=keep_epochs,
+        augment=task.augment if augment is None else augment,
+    )
 
 
 # ----------------------------------------------------------------------------- the methods
 
-@register("mask", access="forget+retain", paper="Liu et al. 2022 (Fisher masking)")
-def mask(model, task, score: str = "fisher", ratio: float = 0.02, finetune_epochs: int = 5,
-         replay_schedule: bool = True, lr: float = 0.1, batch_size: int = 128, reduction: str = "mean",
-         n_retain: int | None = None, freeze_mask: bool = False, keep_epochs: bool = False,
-         augment: bool | None = None, fisher_method: str = "vmap", seed: int | None = None):
+
+@register(
+    "mask",
+    access="forget+retain",
+    paper="Liu et al. 2022 (Fisher masking)",
+    presets={"quick": dict(ratio=0.04), "smoke": dict(ratio=0.04, finetune_epochs=2)},
+)
+def mask(
+    model,
+    task,
+    *,
+    score: str = "fisher",
+    ratio: float = 0.02,
+    finetune_epochs: int = 5,
+    replay_schedule: bool = True,
+    lr: float = 0.1,
+    batch_size: int = 128,
+    reduction: str = "mean",
+    n_retain: int | None = None,
+    freeze_mask: bool = False,
+    keep_epochs: bool = False,
+    augment: bool | None = None,
+    fisher_method: str = "vmap",
+    seed: int,
+):
     """Mask the top R of the parameters by ``score`` on D_f vs D_r, then fine-tune S epochs on D_r.
 
     ``score``: ``"fisher"`` (F_f − F_r, Eq. 2's ranking), ``"activation"`` (A_f − A_r per
@@ -310,101 +412,166 @@ def mask(model, task, score: str = "fisher", ratio: float = 0.02, finetune_epoch
     _check_ratio(ratio)
     validate.integer("finetune_epochs", finetune_epochs, lo=0)
     validate.optional_integer("n_retain", n_retain)
-    seed = seed_or_active(seed)
-    set_seed(seed)
     xf, yf = task.forget_set()
     xr, yr = task.retain_set()
     xs, ys, total = xr, yr, len(xr)
     if n_retain is not None and n_retain < len(xr):
         pick = stratified_indices(yr, n=n_retain, seed=seed).to(xr.device)
         xs, ys = xr[pick], yr[pick]
-    masks, info = choose_mask(model, score, ratio, xf, yf, xs, ys, reduction=reduction, n_retain_total=total,
-                              seed=seed, fisher_method=fisher_method)
+    masks, info = choose_mask(
+        model,
+        score,
+        ratio,
+        xf,
+        yf,
+        xs,
+        ys,
+        reduction=reduction,
+        n_retain_total=total,
+        seed=seed,
+        fisher_method=fisher_method,
+    )
     info["masked"] = apply_mask(model, masks)
-    info.update(finetune_replay(model, xr, yr, freeze=masks if freeze_mask else None,
-                                **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size, seed,
-                                             keep_epochs, augment)))
-    return model, info
+    info.update(
+        finetune_on(
+            model,
+            xr,
+            yr,
+            freeze=masks if freeze_mask else None,
+            **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size, seed, keep_epochs, augment),
+        )
+    )
+    return report(model, **info)
 
 
-@register("mask_forget_only", access="forget", paper="Liu et al. 2022 (Table 5, no remain data)")
-def mask_forget_only(model, task, score: str = "fisher", ratio: float = 0.02, keep_epochs: bool = False,
-                     fisher_method: str = "vmap", seed: int | None = None):
+@register(
+    "mask_forget_only",
+    access="forget",
+    paper="Liu et al. 2022 (Table 5, no remain data)",
+    presets={"quick": dict(ratio=0.01)},
+)
+def mask_forget_only(
+    model,
+    task,
+    *,
+    score: str = "fisher",
+    ratio: float = 0.02,
+    keep_epochs: bool = False,
+    fisher_method: str = "vmap",
+    seed: int,
+):
     """Masking with D_f alone: the top R by F_f (``"fisher"``), by A_f (``"activation"``) or at
     random; no fine-tuning (nothing to fine-tune on). Access ``forget``: D_r is never read."""
-    seed = seed_or_active(seed)
-    set_seed(seed)
     xf, yf = task.forget_set()
     masks, info = choose_mask(model, score, ratio, xf, yf, seed=seed, fisher_method=fisher_method)
     info["masked"] = apply_mask(model, masks)
     info["finetune_seconds"] = 0.0
     info["epoch_states"] = [copy.deepcopy(model.state_dict())] if keep_epochs else []
-    return model, info
+    return report(model, **info)
 
 
-@register("mask_retain_subset", access="forget+retain_subset",
-          paper="Liu et al. 2022 (Table 5, 0.1 % remain data)")
-def mask_retain_subset(model, task, score: str = "fisher", ratio: float = 0.02, n_retain: int = 50,
-                       finetune_epochs: int = 5, replay_schedule: bool = True, lr: float = 0.1,
-                       batch_size: int = 128, keep_epochs: bool = False, augment: bool | None = None,
-                       fisher_method: str = "vmap", seed: int | None = None):
+@register(
+    "mask_retain_subset",
+    access="forget+retain_subset",
+    paper="Liu et al. 2022 (Table 5, 0.1 % remain data)",
+    presets={"quick": dict(ratio=0.04), "smoke": dict(ratio=0.04, finetune_epochs=2)},
+)
+def mask_retain_subset(
+    model,
+    task,
+    *,
+    score: str = "fisher",
+    ratio: float = 0.02,
+    n_retain: int = 50,
+    finetune_epochs: int = 5,
+    replay_schedule: bool = True,
+    lr: float = 0.1,
+    batch_size: int = 128,
+    keep_epochs: bool = False,
+    augment: bool | None = None,
+    fisher_method: str = "vmap",
+    seed: int,
+):
     """Masking and fine-tuning with D_f and ``n_retain`` class-balanced retain images only.
 
     The Fisher scores compare per-sample means (``reduction="mean"``): the method does not know
     how large D_r is, so it cannot scale the subset's Fisher to a sum over D_r.
     """
     validate.integer("n_retain", n_retain)
-    seed = seed_or_active(seed)
-    set_seed(seed)
     xf, yf = task.forget_set()
     k_r = max(1, task.num_classes - len(task.forget_classes))
     xs, ys = task.retain_subset(n_per_class=math.ceil(n_retain / k_r), seed=seed)
-    if len(xs) > n_retain:                 # drop the surplus at random: classes stay within one
+    if len(xs) > n_retain:  # drop the surplus at random: classes stay within one
         g = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(xs), generator=g)[:n_retain].sort().values.to(xs.device)
         xs, ys = xs[pick], ys[pick]
-    masks, info = choose_mask(model, score, ratio, xf, yf, xs, ys, reduction="mean", seed=seed,
-                              fisher_method=fisher_method)
+    masks, info = choose_mask(
+        model, score, ratio, xf, yf, xs, ys, reduction="mean", seed=seed, fisher_method=fisher_method
+    )
     info["masked"] = apply_mask(model, masks)
     info["n_retain"] = len(xs)
-    info.update(finetune_replay(model, xs, ys, **_ft_kwargs(task, finetune_epochs, lr, replay_schedule,
-                                                           batch_size, seed, keep_epochs, augment)))
-    return model, info
+    info.update(
+        finetune_on(
+            model,
+            xs,
+            ys,
+            **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size, seed, keep_epochs, augment),
+        )
+    )
+    return report(model, **info)
 
 
-@register("mask_classifier", access="class_ids", paper="Liu et al. 2022 (Fig. 2 baseline)")
+@register("mask_classifier", access="class_ids", paper="Liu et al. 2022 (Fig. 2 baseline)", seeded=False)
 def mask_classifier(model, task):
     """MaskClassifier: zero the final classifier's row (weights and bias) of each forgotten class."""
     if task.kind not in ("class", "classes"):
-        raise ValueError("mask_classifier removes classes: the task must forget whole classes "
-                         f"(uk.forget_classes), not {task.kind!r}.")
+        raise ValueError(
+            "mask_classifier removes classes: the task must forget whole classes "
+            f"(uk.forget_classes), not {task.kind!r}."
+        )
     forget = list(task.forget_classes)
     params = dict(model.named_parameters())
     with torch.no_grad():
         for n in classifier_names(model):
             params[n][forget] = 0.0
-    return model, {"masked": sum(params[n][forget].numel() for n in classifier_names(model))}
+    return report(model, masked=sum(params[n][forget].numel() for n in classifier_names(model)))
 
 
-@register("replay_finetune", access="retain", paper="Liu et al. 2022 (Finetune baseline)")
-def replay_finetune(model, task, finetune_epochs: int = 5, replay_schedule: bool = True, lr: float = 0.1,
-                    batch_size: int = 128, keep_epochs: bool = False, augment: bool | None = None,
-                    seed: int | None = None):
+@register(
+    "replay_finetune",
+    access="retain",
+    paper="Liu et al. 2022 (Finetune baseline)",
+    presets={"smoke": dict(finetune_epochs=2)},
+)
+def replay_finetune(
+    model,
+    task,
+    *,
+    finetune_epochs: int = 5,
+    replay_schedule: bool = True,
+    lr: float = 0.1,
+    batch_size: int = 128,
+    keep_epochs: bool = False,
+    augment: bool | None = None,
+    seed: int,
+):
     """The paper's Finetune: S epochs on D_r from w* with the original optimiser and the replayed
     schedule (the library's ``finetune`` is the SSD benchmark's constant-lr version)."""
-    seed = seed_or_active(seed)
-    set_seed(seed)
     xr, yr = task.retain_set()
-    info = finetune_replay(model, xr, yr, **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size,
-                                                        seed, keep_epochs, augment))
-    return model, {"masked": 0, **info}
+    info = finetune_on(
+        model,
+        xr,
+        yr,
+        **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size, seed, keep_epochs, augment),
+    )
+    return report(model, masked=0, **info)
 
 
 def eq1_noise(model, fisher: dict, lam_sigma2: float, max_std: float, generator) -> dict:
     """Add Eq. 1's noise in place: w ← w* + (λσ²)^{1/4} · h^{-1/4} · n, n ~ N(0, I), h the diagonal
     Fisher (``fisher``) of each parameter; the per-weight std is capped at ``max_std`` (where h is
     about zero, h^{-1/4} is unbounded). Returns the mean std per parameter tensor."""
-    scale = lam_sigma2 ** 0.25
+    scale = lam_sigma2**0.25
     stds = {}
     with torch.no_grad():
         for n, p in model.named_parameters():
@@ -416,10 +583,31 @@ def eq1_noise(model, fisher: dict, lam_sigma2: float, max_std: float, generator)
     return stds
 
 
-@register("fisher_noise", access="retain", paper="Golatkar et al. 2020, as FisherNoise (Eq. 1) in Liu et al. 2022")
-def fisher_noise(model, task, lam_sigma2: float = 1e-6, max_std: float = 1.0, n_samples: int | None = None,
-                 finetune_epochs: int = 5, replay_schedule: bool = True, lr: float = 0.1, batch_size: int = 128,
-                 keep_epochs: bool = False, augment: bool | None = None, seed: int | None = None):
+@register(
+    "fisher_noise",
+    access="retain",
+    paper="Golatkar et al. 2020, as FisherNoise (Eq. 1) in Liu et al. 2022",
+    presets={
+        "quick": dict(n_samples=500),
+        "smoke": dict(n_samples=100, finetune_epochs=2),
+        "full": dict(n_samples=10_000),
+    },
+)
+def fisher_noise(
+    model,
+    task,
+    *,
+    lam_sigma2: float = 1e-6,
+    max_std: float = 1.0,
+    n_samples: int | None = None,
+    finetune_epochs: int = 5,
+    replay_schedule: bool = True,
+    lr: float = 0.1,
+    batch_size: int = 128,
+    keep_epochs: bool = False,
+    augment: bool | None = None,
+    seed: int,
+):
     """FisherNoise as Eq. 1 of Liu et al. states it, then the same S epochs of fine-tuning on D_r as
     the masks get ("for a fair comparison").
 
@@ -433,7 +621,6 @@ def fisher_noise(model, task, lam_sigma2: float = 1e-6, max_std: float = 1.0, n_
     """
     validate.positive("lam_sigma2", lam_sigma2, hint="λσ² scales Eq. 1's noise (try 1e-10 … 1e-6).")
     validate.positive("max_std", max_std)
-    seed = seed_or_active(seed)
     t0 = time.perf_counter()
     x, y = task.retain_set()
     g = torch.Generator(device="cpu").manual_seed(seed)
@@ -444,7 +631,16 @@ def fisher_noise(model, task, lam_sigma2: float = 1e-6, max_std: float = 1.0, n_
     stds = eq1_noise(model, fisher, lam_sigma2, max_std, g)
     score_seconds = time.perf_counter() - t0
     xr, yr = task.retain_set()
-    info = finetune_replay(model, xr, yr, **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size,
-                                                        seed, keep_epochs, augment))
-    return model, {"masked": 0, "score_seconds": score_seconds,
-                   "noise_std_mean": sum(stds.values()) / max(1, len(stds)), **info}
+    info = finetune_on(
+        model,
+        xr,
+        yr,
+        **_ft_kwargs(task, finetune_epochs, lr, replay_schedule, batch_size, seed, keep_epochs, augment),
+    )
+    return report(
+        model,
+        masked=0,
+        score_seconds=score_seconds,
+        noise_std_mean=sum(stds.values()) / max(1, len(stds)),
+        **info,
+    )

@@ -45,6 +45,7 @@ Choices where the paper is silent, following what its authors ran (stated in the
   entries move (by λ2 each).
 * **"Layer" in Eq. 7** is one parameter tensor (a weight matrix or a bias vector).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,13 +60,14 @@ from ..data import stratified_indices
 from ..fisher import diag_fisher
 from ..models import Normalize, check_finite
 from ..training import check_inputs, predict
-from ._registry import register, seed_or_active
+from ._registry import register, report
 
 CODE_DISTRIBUTIONS = ("normal", "uniform")
 POSINF_RULES = ("tensor_max", "dtype_max")
 
 
 # ----------------------------------------------------------------------------- codes (Algorithm 1)
+
 
 def _normalisation(model_or_data, shape):
     """(mean, std) broadcastable to ``(K, *shape)`` from a model's Normalize layer or a dataset."""
@@ -91,12 +93,20 @@ def _normalisation(model_or_data, shape):
         if len(shape) == 1 and v.numel() == shape[0]:
             return v.view(1, -1)
         return torch.tensor(default)
+
     return shaped(mean, 0.0), shaped(std, 1.0)
 
 
-def mnemonic_codes(data=None, *, num_classes: int | None = None, input_shape: Sequence[int] | None = None,
-                   seed: int = 0, distribution: str = "normal", space: str = "model",
-                   device=None) -> torch.Tensor:
+def mnemonic_codes(
+    data=None,
+    *,
+    num_classes: int | None = None,
+    input_shape: Sequence[int] | None = None,
+    seed: int = 0,
+    distribution: str = "normal",
+    space: str = "model",
+    device=None,
+) -> torch.Tensor:
     """One random code per class (Algorithm 1, line 1), shaped ``(num_classes, *input_shape)``.
 
     ``data`` is a :class:`~unlearnkit.data.Dataset` or a model built by unlearnkit (its
@@ -121,8 +131,10 @@ def mnemonic_codes(data=None, *, num_classes: int | None = None, input_shape: Se
         input_shape = input_shape or data.input_shape
         device = device or data.x_train.device
     if num_classes is None or input_shape is None:
-        raise ValueError("mnemonic_codes needs a dataset, a model built by unlearnkit, or both "
-                         "num_classes and input_shape.")
+        raise ValueError(
+            "mnemonic_codes needs a dataset, a model built by unlearnkit, or both "
+            "num_classes and input_shape."
+        )
     if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
     shape = tuple(int(s) for s in input_shape)
@@ -142,8 +154,10 @@ def codes_fingerprint(codes: torch.Tensor) -> str:
 
 def _check_t_mix(t_mix) -> float:
     if isinstance(t_mix, bool) or not isinstance(t_mix, (int, float)) or not 0.0 <= t_mix <= 1.0:
-        raise ValueError(f"t_mix is the probability of replacing a sample by its class code (Eq. 1): a "
-                         f"number in [0, 1], got {t_mix!r}. The paper uses 0.1 (MNIST) and 0.3 (CIFAR-10).")
+        raise ValueError(
+            f"t_mix is the probability of replacing a sample by its class code (Eq. 1): a "
+            f"number in [0, 1], got {t_mix!r}. The paper uses 0.1 (MNIST) and 0.3 (CIFAR-10)."
+        )
     return float(t_mix)
 
 
@@ -156,14 +170,18 @@ def mnemonic_hook(codes: torch.Tensor, t_mix: float = 0.1, seed: int = 0):
     """
     t_mix = _check_t_mix(t_mix)
     if not torch.is_tensor(codes) or codes.dim() < 2:
-        raise ValueError("codes must be a tensor shaped (num_classes, *input_shape), e.g. from "
-                         "uk.methods.mnemonic_codes(data).")
+        raise ValueError(
+            "codes must be a tensor shaped (num_classes, *input_shape), e.g. from "
+            "uk.methods.mnemonic_codes(data)."
+        )
     codes = codes.detach()
 
     def hook(xb, yb, epoch, step):
         if tuple(xb.shape[1:]) != tuple(codes.shape[1:]):
-            raise ValueError(f"Mnemonic codes are shaped {tuple(codes.shape[1:])} but the batch has inputs "
-                             f"shaped {tuple(xb.shape[1:])}: draw the codes for this dataset.")
+            raise ValueError(
+                f"Mnemonic codes are shaped {tuple(codes.shape[1:])} but the batch has inputs "
+                f"shaped {tuple(xb.shape[1:])}: draw the codes for this dataset."
+            )
         if int(yb.max()) >= len(codes):
             raise ValueError(f"A label {int(yb.max())} has no code: only {len(codes)} codes were given.")
         if t_mix == 0.0:
@@ -179,9 +197,16 @@ def mnemonic_hook(codes: torch.Tensor, t_mix: float = 0.1, seed: int = 0):
     return hook
 
 
-def train_with_codes(task_or_data, codes: torch.Tensor | None = None, t_mix: float = 0.1, *,
-                     code_seed: int = 0, distribution: str = "normal", which: str = "original",
-                     **train_kwargs) -> nn.Module:
+def train_with_codes(
+    task_or_data,
+    codes: torch.Tensor | None = None,
+    t_mix: float = 0.1,
+    *,
+    code_seed: int = 0,
+    distribution: str = "normal",
+    which: str = "original",
+    **train_kwargs,
+) -> nn.Module:
     """Train (or load from the zoo) a model with mnemonic codes (Algorithm 1).
 
     A thin wrapper of :func:`unlearnkit.train_or_load` with :func:`mnemonic_hook`; the codes are
@@ -204,13 +229,18 @@ def train_with_codes(task_or_data, codes: torch.Tensor | None = None, t_mix: flo
 
 # ----------------------------------------------------------------------------- checks
 
+
 def _check_codes(codes, num_classes: int, input_shape) -> None:
     if not torch.is_tensor(codes):
-        raise TypeError(f"codes must be a tensor shaped (num_classes, *input_shape), got {type(codes).__name__}.")
+        raise TypeError(
+            f"codes must be a tensor shaped (num_classes, *input_shape), got {type(codes).__name__}."
+        )
     want = (int(num_classes), *(int(s) for s in input_shape))
     if tuple(codes.shape) != want:
-        raise ValueError(f"The mnemonic codes are shaped {tuple(codes.shape)}, but this task needs one code "
-                         f"per class shaped like an input: {want}.")
+        raise ValueError(
+            f"The mnemonic codes are shaped {tuple(codes.shape)}, but this task needs one code "
+            f"per class shaped like an input: {want}."
+        )
     if not torch.is_floating_point(codes) or not torch.isfinite(codes).all():
         raise ValueError("The mnemonic codes must be finite floating-point tensors.")
 
@@ -225,22 +255,28 @@ def _classes(task) -> tuple[list[int], list[int]]:
     k = task.num_classes
     forget = [int(c) for c in task.forget_classes]
     if not forget:
-        raise ValueError("Mnemonic-code unlearning forgets whole classes (the paper's class removal); this task "
-                         "has no forget classes. Build it with uk.forget_classes(data, [c]).")
+        raise ValueError(
+            "Mnemonic-code unlearning forgets whole classes (the paper's class removal); this task "
+            "has no forget classes. Build it with uk.forget_classes(data, [c])."
+        )
     bad = [c for c in forget if not 0 <= c < k]
     if bad:
         raise ValueError(f"Forget class {bad[0]} is out of range 0..{k - 1}.")
     if getattr(task, "kind", "class") not in ("class", "classes"):
-        raise ValueError(f"Mnemonic-code unlearning forgets whole classes; this task is a {task.kind!r} task "
-                         f"(its label {forget} would also be removed for the samples it keeps).")
+        raise ValueError(
+            f"Mnemonic-code unlearning forgets whole classes; this task is a {task.kind!r} task "
+            f"(its label {forget} would also be removed for the samples it keeps)."
+        )
     retain = [c for c in range(k) if c not in set(forget)]
     return forget, retain
 
 
 # ----------------------------------------------------------------------------- Fisher and η (Eq. 3, 6, 7)
 
-def class_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: Sequence[int],
-                 method: str = "auto") -> dict:
+
+def class_fisher(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: Sequence[int], method: str = "auto"
+) -> dict:
     """Diagonal empirical Fisher of each class (Eq. 3) from the samples of that class in ``(x, y)``.
 
     Returns ``{class: {parameter name: tensor}}``. With one mnemonic code per class this is the
@@ -279,12 +315,14 @@ def importance_ratio(f_forget: dict, f_retain: dict, posinf: str = "tensor_max")
     for n, ff in f_forget.items():
         fr = f_retain[n]
         if ff.shape != fr.shape:
-            raise ValueError(f"Fisher tensors for {n!r} differ in shape: {tuple(ff.shape)} vs {tuple(fr.shape)}.")
+            raise ValueError(
+                f"Fisher tensors for {n!r} differ in shape: {tuple(ff.shape)} vs {tuple(fr.shape)}."
+            )
         if (ff < 0).any() or (fr < 0).any():
             raise ValueError(f"Fisher information cannot be negative (parameter {n!r}).")
         ff64, fr64 = ff.double(), fr.double()
         with torch.no_grad():
-            e = torch.exp(torch.log(ff64) - torch.log(fr64))     # log 0 = -inf; -inf - -inf = NaN
+            e = torch.exp(torch.log(ff64) - torch.log(fr64))  # log 0 = -inf; -inf - -inf = NaN
             e = torch.nan_to_num(e, nan=0.0, posinf=math.inf).float()  # float32 overflow -> +inf
             e[ff64 == 0] = 0.0
             inf = torch.isinf(e)
@@ -335,16 +373,16 @@ def _score(model, x, y, forget) -> dict:
 def _one_shot(model, fisher_x, fisher_y, score_x, score_y, forget, retain, lambda1, lambda2, posinf):
     """Algorithm 2 on ``model`` in place; returns the info dict (times, sign, scores, α)."""
     t0 = time.perf_counter()
-    per_class = class_fisher(model, fisher_x, fisher_y, forget + retain)        # lines 1–8
-    f_f, f_r = average_fisher(per_class, forget), average_fisher(per_class, retain)   # lines 9–10
+    per_class = class_fisher(model, fisher_x, fisher_y, forget + retain)  # lines 1–8
+    f_f, f_r = average_fisher(per_class, forget), average_fisher(per_class, retain)  # lines 9–10
     t_fisher = time.perf_counter() - t0
     t1 = time.perf_counter()
-    eta = importance_ratio(f_f, f_r, posinf=posinf)                             # line 11, Eq. 6
-    alpha = step_sizes(eta, lambda1, lambda2)                                   # line 13, Eq. 7
+    eta = importance_ratio(f_f, f_r, posinf=posinf)  # line 11, Eq. 6
+    alpha = step_sizes(eta, lambda1, lambda2)  # line 13, Eq. 7
     candidates = {+1: _perturbed(model, eta, alpha, +1.0), -1: _perturbed(model, eta, alpha, -1.0)}  # 14–15
     original = {n: p.detach().clone() for n, p in model.named_parameters()}
     scores = {}
-    for sign, state in candidates.items():                                      # lines 17–21
+    for sign, state in candidates.items():  # lines 17–21
         _load(model, state)
         scores[sign] = _score(model, score_x, score_y, forget)
     s_plus, s_minus = (sum(scores[s].values()) for s in (+1, -1))
@@ -353,15 +391,37 @@ def _one_shot(model, fisher_x, fisher_y, score_x, score_y, forget, retain, lambd
     _load(model, candidates[sign])
     t_perturb = time.perf_counter() - t1
     check_finite(model, f"model after the mnemonic perturbation (lambda1={lambda1}, lambda2={lambda2})")
-    return {"sign": sign, "scores": scores, "alpha": alpha, "fisher_seconds": t_fisher,
-            "perturb_seconds": t_perturb, "eta_max": {n: float(e.max()) for n, e in eta.items()}}
+    return {
+        "sign": sign,
+        "scores": scores,
+        "alpha": alpha,
+        "fisher_seconds": t_fisher,
+        "perturb_seconds": t_perturb,
+        "eta_max": {n: float(e.max()) for n, e in eta.items()},
+    }
 
 
 # ----------------------------------------------------------------------------- the methods
 
-@register("mnemonic", access="class_ids", paper="Yamashita et al. 2023 (mnemonic code)")
-def mnemonic(model, task, lambda1: float = 1e-3, lambda2: float = 10.0, codes: torch.Tensor | None = None,
-             posinf: str = "tensor_max", check_codes: bool = True):
+
+@register(
+    "mnemonic",
+    access="class_ids",
+    paper="Yamashita et al. 2023 (mnemonic code)",
+    seeded=False,
+    own_original="needs an original trained with mnemonic codes (uk.methods.train_with_codes)",
+    color="#17becf",
+)
+def mnemonic(
+    model,
+    task,
+    *,
+    lambda1: float = 1e-3,
+    lambda2: float = 10.0,
+    codes: torch.Tensor | None = None,
+    posinf: str = "tensor_max",
+    check_codes: bool = True,
+):
     """One-shot forgetting of whole classes with mnemonic codes (Algorithm 2, Eq. 5–7).
 
     ``codes``: one code per class, shaped ``(num_classes, *input_shape)``; by default the codes
@@ -378,8 +438,10 @@ def mnemonic(model, task, lambda1: float = 1e-3, lambda2: float = 10.0, codes: t
     if codes is None:
         codes = getattr(model, "mnemonic_codes", None)
         if codes is None:
-            raise ValueError("No mnemonic codes: pass codes=... (the codes the model was trained with) or train "
-                             "the model with uk.methods.train_with_codes(...), which attaches them.")
+            raise ValueError(
+                "No mnemonic codes: pass codes=... (the codes the model was trained with) or train "
+                "the model with uk.methods.train_with_codes(...), which attaches them."
+            )
     _check_codes(codes, task.num_classes, task.input_shape)
     check_inputs(model, codes)
     dev = next(model.parameters()).device
@@ -388,27 +450,45 @@ def mnemonic(model, task, lambda1: float = 1e-3, lambda2: float = 10.0, codes: t
     if check_codes:
         acc = float((predict(model, codes).argmax(1) == labels).float().mean()) * 100
         if acc < 50.0:
-            raise ValueError(f"The model recognises only {acc:.0f}% of the mnemonic codes: it was not trained with "
-                             f"these codes (train with uk.methods.train_with_codes or the hook "
-                             f"uk.methods.mnemonic_hook), so their Fisher information says nothing about the data. "
-                             f"Pass check_codes=False to perturb anyway.")
+            raise ValueError(
+                f"The model recognises only {acc:.0f}% of the mnemonic codes: it was not trained with "
+                f"these codes (train with uk.methods.train_with_codes or the hook "
+                f"uk.methods.mnemonic_hook), so their Fisher information says nothing about the data. "
+                f"Pass check_codes=False to perturb anyway."
+            )
     info = _one_shot(model, codes, labels, codes, labels, forget, retain, lambda1, lambda2, posinf)
-    return model, {**info, "fisher_from": "codes", "n_per_class": 1}
+    return report(model, **info, fisher_from="codes", n_per_class=1)
 
 
-@register("mnemonic_with_data", access="forget+retain", paper="Yamashita et al. 2023 (ours-w-data, Sec. 4.3)")
-def mnemonic_with_data(model, task, n_per_class: int | None = 100, lambda1: float = 1e-3, lambda2: float = 10.0,
-                       posinf: str = "tensor_max", seed: int | None = None):
+@register(
+    "mnemonic_with_data",
+    access="forget+retain",
+    paper="Yamashita et al. 2023 (ours-w-data, Sec. 4.3)",
+    tasks=("full-class",),
+    why="Yamashita et al. remove whole classes",
+)
+def mnemonic_with_data(
+    model,
+    task,
+    *,
+    n_per_class: int | None = 100,
+    lambda1: float = 1e-3,
+    lambda2: float = 10.0,
+    posinf: str = "tensor_max",
+    seed: int,
+):
     """The paper's "ours-w-data" ablation (Section 4.3): Algorithm 2 with the per-class Fisher
     computed from ``n_per_class`` real training images of each class (all of them when ``None``)
     instead of one code; the ± choice is scored on the same images. Needs the forget set and the
     retain set (access ``"forget+retain"``); the model need not have been trained with codes.
     """
     lambda1, lambda2 = _check_lambda("lambda1", lambda1), _check_lambda("lambda2", lambda2)
-    if n_per_class is not None and (isinstance(n_per_class, bool) or not isinstance(n_per_class, int)
-                                    or n_per_class < 1):
-        raise ValueError(f"n_per_class must be a positive integer or None (all samples), got {n_per_class!r}.")
-    seed = seed_or_active(seed)
+    if n_per_class is not None and (
+        isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or n_per_class < 1
+    ):
+        raise ValueError(
+            f"n_per_class must be a positive integer or None (all samples), got {n_per_class!r}."
+        )
     forget, retain = _classes(task)
     xf, yf = task.forget_set()
     if n_per_class is None:
@@ -419,4 +499,4 @@ def mnemonic_with_data(model, task, n_per_class: int | None = 100, lambda1: floa
         xf, yf = xf[keep], yf[keep]
     x, y = torch.cat([xf, xr]), torch.cat([yf, yr])
     info = _one_shot(model, x, y, x, y, forget, retain, lambda1, lambda2, posinf)
-    return model, {**info, "fisher_from": "data", "n_per_class": n_per_class}
+    return report(model, **info, fisher_from="data", n_per_class=n_per_class)

@@ -43,6 +43,7 @@ Choices where the paper is silent, following the authors' code (stated in the ch
 All gradient steps, the noise's included, run through :func:`unlearnkit.training.descend`
 (``params=[noise]`` for Eq. 1), so a dry run caps each at two steps.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -53,7 +54,7 @@ import torch.nn.functional as F
 
 from .. import validate
 from ..training import accuracy, batches, descend, train_batch_size
-from ._registry import register, seed_or_active
+from ._registry import register, report, seed_or_active
 from .mnemonic import _normalisation
 
 
@@ -62,8 +63,10 @@ def _in_shape(model: nn.Module, input_shape=None) -> tuple:
         return tuple(int(s) for s in input_shape)
     arch = getattr(model, "arch", None)
     if not arch or "in_shape" not in arch:
-        raise ValueError("error_maximizing_noise needs a model built by unlearnkit (it reads model.arch) "
-                         "or input_shape=(C, H, W).")
+        raise ValueError(
+            "error_maximizing_noise needs a model built by unlearnkit (it reads model.arch) "
+            "or input_shape=(C, H, W)."
+        )
     return tuple(int(s) for s in arch["in_shape"])
 
 
@@ -91,9 +94,18 @@ def noise_penalty(z: torch.Tensor) -> torch.Tensor:
     return z.pow(2).flatten(1).sum(1).mean()
 
 
-def error_maximizing_noise(model: nn.Module, classes: Sequence[int], *, batch_size: int = 256,
-                           steps: int = 40, lr: float = 0.1, lam: float = 0.1, seed: int | None = None,
-                           input_shape=None, return_loss: bool = False):
+def error_maximizing_noise(
+    model: nn.Module,
+    classes: Sequence[int],
+    *,
+    batch_size: int = 256,
+    steps: int = 40,
+    lr: float = 0.1,
+    lam: float = 0.1,
+    seed: int | None = None,
+    input_shape=None,
+    return_loss: bool = False,
+):
     """The error-maximising noise of Eq. 1: one batch per forget class, in pixel space.
 
     For each class ``c`` in ``classes`` a noise batch ``z`` of shape ``(batch_size, *in_shape)``
@@ -136,9 +148,21 @@ def error_maximizing_noise(model: nn.Module, classes: Sequence[int], *, batch_si
             with torch.no_grad():
                 before = F.cross_entropy(model(z * std + mean), y).item()
             if steps > 0:
-                descend(model, [(y,)] * steps, loss_fn, epochs=1, lr=lr, optimizer="adam", weight_decay=0.0,
-                        params=[z], train_mode=False, max_steps=steps, progress=False,
-                        desc=f"error-maximising noise (class {c})", hint="lower the noise learning rate")
+                descend(
+                    model,
+                    [(y,)] * steps,
+                    loss_fn,
+                    epochs=1,
+                    lr=lr,
+                    optimizer="adam",
+                    weight_decay=0.0,
+                    params=[z],
+                    train_mode=False,
+                    max_steps=steps,
+                    progress=False,
+                    desc=f"error-maximising noise (class {c})",
+                    hint="lower the noise learning rate",
+                )
             with torch.no_grad():
                 after = F.cross_entropy(model(z * std + mean), y).item()
             losses[c] = (before, after)
@@ -151,8 +175,14 @@ def error_maximizing_noise(model: nn.Module, classes: Sequence[int], *, batch_si
     return (noise, losses) if return_loss else noise
 
 
-def impair_set(noise: torch.Tensor, classes: Sequence[int], x_sub: torch.Tensor, y_sub: torch.Tensor,
-               copies: int = 20, noise_label: int | None = None):
+def impair_set(
+    noise: torch.Tensor,
+    classes: Sequence[int],
+    x_sub: torch.Tensor,
+    y_sub: torch.Tensor,
+    copies: int = 20,
+    noise_label: int | None = None,
+):
     """The impair step's training data: D_r_sub ∪ {(N_c, c)}, each noise batch repeated ``copies``
     times (the authors use 20) and labelled with *its own* class ``c``; ``copies=0`` gives the
     retain subset alone (an ablation: impair without noise).
@@ -164,8 +194,9 @@ def impair_set(noise: torch.Tensor, classes: Sequence[int], x_sub: torch.Tensor,
     classes = _classes(classes, None)
     copies = validate.integer("copies", copies, lo=0)
     if noise.dim() < 3 or len(noise) != len(classes):
-        raise ValueError(f"noise must be shaped (len(classes)={len(classes)}, batch, *in_shape), got "
-                         f"{tuple(noise.shape)}.")
+        raise ValueError(
+            f"noise must be shaped (len(classes)={len(classes)}, batch, *in_shape), got {tuple(noise.shape)}."
+        )
     xs, ys = [x_sub], [y_sub]
     for c, n in zip(classes, noise):
         label = c if noise_label is None else int(noise_label)
@@ -188,18 +219,48 @@ def _train_epochs(model, x, y, epochs, lr, batch_size, seed, desc, callback, sta
             callback(stage, epoch + 1, model)
 
     batch_size = train_batch_size(batch_size)
-    h = descend(model, lambda e: batches(x, y, batch_size=batch_size, shuffle=True, generator=g), ce,
-                epochs=epochs, lr=lr, optimizer="adam", weight_decay=0.0, desc=desc, on_epoch=on_epoch,
-                progress=False, hint="lower the learning rate")
+    h = descend(
+        model,
+        lambda e: batches(x, y, batch_size=batch_size, shuffle=True, generator=g),
+        ce,
+        epochs=epochs,
+        lr=lr,
+        optimizer="adam",
+        weight_decay=0.0,
+        desc=desc,
+        on_epoch=on_epoch,
+        progress=False,
+        hint="lower the learning rate",
+    )
     return h.seconds
 
 
-@register("unsir", access="retain_subset",
-          paper="Tarun, Chundawat, Mandal, Kankanhalli 2023 (UNSIR, IEEE TNNLS)")
-def unsir(model, task, *, n_per_class: int = 1000, noise_batch: int = 256, noise_copies: int = 20,
-          noise_steps: int = 40, noise_lr: float = 0.1, lam: float = 0.1, impair_lr: float = 0.02,
-          repair_lr: float = 0.01, impair_epochs: int = 1, repair_epochs: int = 1, batch_size: int = 256,
-          noise_label: int | None = None, callback=None, seed: int | None = None):
+@register(
+    "unsir",
+    access="retain_subset",
+    paper="Tarun, Chundawat, Mandal, Kankanhalli 2023 (UNSIR, IEEE TNNLS)",
+    color="#d4a017",
+    presets={"quick": dict(n_per_class=100, noise_batch=64, noise_copies=5, batch_size=32)},
+)
+def unsir(
+    model,
+    task,
+    *,
+    n_per_class: int = 1000,
+    noise_batch: int = 256,
+    noise_copies: int = 20,
+    noise_steps: int = 40,
+    noise_lr: float = 0.1,
+    lam: float = 0.1,
+    impair_lr: float = 0.02,
+    repair_lr: float = 0.01,
+    impair_epochs: int = 1,
+    repair_epochs: int = 1,
+    batch_size: int = 256,
+    noise_label: int | None = None,
+    callback=None,
+    seed: int,
+):
     """UNSIR (Section 4): error-maximising noise (Eq. 1), then impair and repair.
 
     Reads only ``task.forget_classes`` and ``task.retain_subset(n_per_class, seed)``: access
@@ -221,8 +282,10 @@ def unsir(model, task, *, n_per_class: int = 1000, noise_batch: int = 256, noise
     ``after_impair`` / ``after_repair`` (accuracy in % on D_r_sub, the only data it may read).
     """
     if getattr(task, "kind", None) not in ("class", "classes") or not list(task.forget_classes or []):
-        raise ValueError("UNSIR forgets whole classes (it learns one noise batch per forget class); this task "
-                         f"has no forget classes (kind {getattr(task, 'kind', None)!r}). Use uk.forget_classes.")
+        raise ValueError(
+            "UNSIR forgets whole classes (it learns one noise batch per forget class); this task "
+            f"has no forget classes (kind {getattr(task, 'kind', None)!r}). Use uk.forget_classes."
+        )
     n_per_class = validate.integer("n_per_class", n_per_class)
     noise_copies = validate.integer("noise_copies", noise_copies, lo=0)
     impair_epochs = validate.integer("impair_epochs", impair_epochs, lo=0)
@@ -233,7 +296,6 @@ def unsir(model, task, *, n_per_class: int = 1000, noise_batch: int = 256, noise
     validate.non_negative("lam", lam, hint="λ weighs the L2 penalty of Eq. 1 (the paper uses 0.1).")
     if noise_label is not None:
         validate.integer("noise_label", noise_label, lo=0)
-    seed = seed_or_active(seed)
     classes = _classes(task.forget_classes, task.num_classes)
     x_sub, y_sub = task.retain_subset(n_per_class=n_per_class, seed=seed)
     if len(x_sub) == 0:
@@ -241,26 +303,52 @@ def unsir(model, task, *, n_per_class: int = 1000, noise_batch: int = 256, noise
 
     t0 = _now(model)
     if noise_copies > 0:
-        noise, noise_loss = error_maximizing_noise(model, classes, batch_size=noise_batch, steps=noise_steps,
-                                                   lr=noise_lr, lam=lam, seed=seed, return_loss=True)
-    else:   # the ablation without noise: impair on the retain subset alone
+        noise, noise_loss = error_maximizing_noise(
+            model,
+            classes,
+            batch_size=noise_batch,
+            steps=noise_steps,
+            lr=noise_lr,
+            lam=lam,
+            seed=seed,
+            return_loss=True,
+        )
+    else:  # the ablation without noise: impair on the retain subset alone
         noise, noise_loss = torch.empty(len(classes), 0, *x_sub.shape[1:], device=x_sub.device), {}
     noise_seconds = _now(model) - t0
     x_imp, y_imp = impair_set(noise, classes, x_sub, y_sub, copies=noise_copies, noise_label=noise_label)
-    impair_seconds = _train_epochs(model, x_imp, y_imp, impair_epochs, impair_lr, batch_size, seed,
-                                   "unsir impair", callback, "impair")
+    impair_seconds = _train_epochs(
+        model, x_imp, y_imp, impair_epochs, impair_lr, batch_size, seed, "unsir impair", callback, "impair"
+    )
     after_impair = accuracy(model, x_sub, y_sub)
-    repair_seconds = _train_epochs(model, x_sub, y_sub, repair_epochs, repair_lr, batch_size, seed + 1,
-                                   "unsir repair", callback, "repair")
-    return model, {"noise_seconds": noise_seconds, "impair_seconds": impair_seconds,
-                   "repair_seconds": repair_seconds, "noise_loss": noise_loss, "n_retain": len(x_sub),
-                   "n_noise": int(len(y_imp) - len(y_sub)),
-                   "after_impair": {"retain_subset": after_impair},
-                   "after_repair": {"retain_subset": accuracy(model, x_sub, y_sub)}}
+    repair_seconds = _train_epochs(
+        model,
+        x_sub,
+        y_sub,
+        repair_epochs,
+        repair_lr,
+        batch_size,
+        seed + 1,
+        "unsir repair",
+        callback,
+        "repair",
+    )
+    return report(
+        model,
+        noise_seconds=noise_seconds,
+        impair_seconds=impair_seconds,
+        repair_seconds=repair_seconds,
+        noise_loss=noise_loss,
+        n_retain=len(x_sub),
+        n_noise=int(len(y_imp) - len(y_sub)),
+        after_impair={"retain_subset": after_impair},
+        after_repair={"retain_subset": accuracy(model, x_sub, y_sub)},
+    )
 
 
 def _now(model) -> float:
     import time
+
     dev = next(model.parameters()).device
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
