@@ -93,3 +93,11 @@ def beside_paper(
     else:
         out.index.name = "method"
     return out
+
+
+def compact(df: pd.DataFrame, precision: int = 1):
+    """A wide table in small type, one line per cell (a pandas ``Styler``), for the showdown's
+    rankings."""
+    return df.style.format(precision=precision).set_table_styles(
+        [{"selector": "td, th", "props": "white-space: nowrap; font-size: 0.78em; padding: 2px 8px;"}]
+    )
