@@ -1,0 +1,569 @@
+"""The experiments of the UNSIR chapter (impair and repair), explained in
+``book/03_unsir_impair_repair.ipynb``.
+
+The chapter's settings per profile (:data:`CONFIGS`), the paper's numbers it sets its results
+beside (Tables 1, 2 and 5–9 of Tarun et al.), and the code that runs the spreads, the sweeps and
+the labelling-bug exercise and turns them into the chapter's tables. The chapter keeps only the
+code of its figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import metrics as _metrics
+from .. import models as _models
+from ..bench import run_spread
+from ..claims import verdict
+from ..methods import error_maximizing_noise, unsir
+from ..tables import DASH, pm
+from ..tasks import forget_classes
+from ..training import accuracy, predict
+from ..zoo import train_or_load
+
+# ---------------------------------------------------------------------------------------------
+# settings
+# ---------------------------------------------------------------------------------------------
+
+#: The authors' UNSIR settings on CIFAR-10 (noise, impair, repair).
+PAPER_UNSIR = dict(
+    n_per_class=1000,
+    noise_batch=256,
+    noise_copies=20,
+    noise_steps=40,
+    noise_lr=0.1,
+    lam=0.1,
+    impair_lr=0.02,
+    repair_lr=0.01,
+    batch_size=256,
+)
+#: The class sets of the paper's Table 1, by number of classes forgotten.
+TABLE1_SETS = {"1": [0], "2": [1, 2], "4": [3, 4, 5, 6], "7": [3, 4, 5, 6, 7, 8, 9]}
+DIGITS = dict(
+    dataset="digits",
+    archs=["cnn"],
+    model_kwargs={"cnn": {"width": 16}},
+    train=dict(epochs=15, lr=0.05, batch_size=64, weight_decay=5e-4, schedule="cosine"),
+    unsir=dict(PAPER_UNSIR, n_per_class=100, noise_batch=64, noise_copies=5, batch_size=32),
+    finetune=dict(epochs=5, lr=0.02),
+    neggrad=dict(epochs=1, lr=0.01),
+    fisher_forgetting=dict(alpha=1e-6, n_samples=500),
+    relearn=dict(max_epochs=30, lr=0.01, n_per_epoch=500),
+    forget=0,
+    n_seeds=3,
+    spread_forget=[0, 3, 5],
+    multi_sets=TABLE1_SETS,
+    n_show_noise=10,
+    sequential=[0, 1, 2],
+    sweep_impair_lr=[1.0, 0.1, 0.01, 0.001],
+    sweep_repair_lr=[1.0, 0.1, 0.01, 0.001],
+    sweep_share=[0.01, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0],
+    sweep_lam=[0.0, 0.001, 0.01, 0.1, 1.0, 10.0],
+    repair_steps=3,
+)
+#: The chapter's settings per profile (``P.config(CONFIGS)``).
+CONFIGS = {
+    "smoke": dict(
+        DIGITS,
+        model_kwargs={"cnn": {"width": 8}},
+        sequential=[0, 1],
+        train=dict(DIGITS["train"], epochs=8),
+        n_seeds=1,
+        spread_forget=[0],
+        multi_sets={k: TABLE1_SETS[k] for k in ("1", "2")},
+        relearn=dict(max_epochs=5, lr=0.01, n_per_epoch=500),
+        sweep_impair_lr=[0.1],
+        sweep_repair_lr=[0.1, 0.01],
+        sweep_share=[0.1, 0.7],
+        sweep_lam=[0.0, 0.1],
+        repair_steps=2,
+    ),
+    "quick": DIGITS,
+    "full": dict(
+        DIGITS,
+        dataset="cifar10",
+        archs=["resnet18", "allcnn"],
+        model_kwargs={"resnet18": {}, "allcnn": {}},
+        train=dict(
+            epochs=40,
+            lr=0.01,
+            optimizer="adam",
+            weight_decay=1e-4,
+            clip_grad=0.1,
+            batch_size=256,
+            schedule="constant",
+            augment=False,
+        ),
+        unsir=PAPER_UNSIR,
+        fisher_forgetting=dict(alpha=1e-6, n_samples=1000),
+        relearn=dict(max_epochs=100, lr=0.01, n_per_epoch=500),
+        n_seeds=2,
+        spread_forget=[0, 3, 5],
+    ),
+}
+
+
+def trim_for_dry_run(cfg, P) -> None:
+    """Shorten ``cfg`` in place for a dry run (which checks the code path on a CPU): one run per
+    table and short sweeps. The repair sweep keeps its largest rate and the paper's, which
+    Tables 5–6 compare. Nothing changes outside a dry run."""
+    if not P.dry_run:
+        return
+    for k in ("sweep_impair_lr", "sweep_share", "sweep_lam"):
+        setattr(cfg, k, P.few(getattr(cfg, k), n=2))
+    cfg.sweep_repair_lr = sorted({max(cfg.sweep_repair_lr), cfg.unsir["repair_lr"]}, reverse=True)
+    cfg.n_seeds, cfg.spread_forget, cfg.archs = 1, P.few(cfg.spread_forget), cfg.archs[:1]
+    cfg.multi_sets = {k: cfg.multi_sets[k] for k in ("1", "2")}  # one and several classes
+    cfg.sequential, cfg.repair_steps = P.few(cfg.sequential, n=2), 1
+    cfg.unsir = dict(cfg.unsir, noise_batch=8)
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper's numbers (CIFAR-10)
+# ---------------------------------------------------------------------------------------------
+
+#: Tables 1 and 2, class 0: (A_Dr, A_Df, RT) per method; ">100" epochs stored as 101.
+PAPER_T1 = {
+    "ResNet18": {
+        "original": (77.86, 81.01, None),
+        "retrain": (78.32, 0.0, 77),
+        "finetune": (78.11, 24.55, 8),
+        "neggrad": (66.67, 7.44, 54),
+        "fisher_forgetting": (10.85, 0.0, None),
+        "unsir": (71.06, 0.0, 90),
+    },
+    "AllCNN": {
+        "original": (82.64, 91.02, None),
+        "retrain": (85.90, 0.0, 101),
+        "finetune": (85.01, 31.07, 12),
+        "neggrad": (42.39, 13.47, 18),
+        "fisher_forgetting": (7.61, 0.0, None),
+        "unsir": (73.90, 0.0, 101),
+    },
+}
+#: Table 1: (A_Dr, A_Df) per number of forgotten classes and method.
+PAPER_MULTI = {
+    "ResNet18": {
+        "1": {
+            "original": (77.86, 81.01),
+            "retrain": (78.32, 0),
+            "finetune": (78.11, 24.55),
+            "neggrad": (66.67, 7.44),
+            "unsir": (71.06, 0),
+        },
+        "2": {
+            "original": (78.00, 78.65),
+            "retrain": (79.15, 0),
+            "finetune": (79.53, 31.59),
+            "neggrad": (72.12, 0.05),
+            "unsir": (73.61, 0),
+        },
+        "4": {
+            "original": (81.42, 73.45),
+            "retrain": (85.88, 0),
+            "finetune": (85.49, 41.45),
+            "neggrad": (54.84, 0.02),
+            "unsir": (76.63, 0),
+        },
+        "7": {
+            "original": (79.36, 77.58),
+            "retrain": (91.39, 0),
+            "finetune": (79.27, 77.71),
+            "neggrad": (31.87, 0.19),
+            "unsir": (82.86, 0),
+        },
+    },
+    "AllCNN": {
+        "1": {
+            "original": (82.64, 91.02),
+            "retrain": (85.90, 0),
+            "finetune": (85.01, 31.07),
+            "neggrad": (42.39, 13.47),
+            "unsir": (73.90, 0),
+        },
+        "2": {
+            "original": (84.27, 79.74),
+            "retrain": (85.21, 0),
+            "finetune": (86.45, 35.45),
+            "neggrad": (44.25, 2.20),
+            "unsir": (80.76, 0),
+        },
+        "4": {
+            "original": (87.06, 78.00),
+            "retrain": (91.86, 0),
+            "finetune": (91.75, 53.66),
+            "neggrad": (22.00, 1.44),
+            "unsir": (80.21, 0),
+        },
+        "7": {
+            "original": (83.30, 83.31),
+            "retrain": (94.47, 0),
+            "finetune": (83.29, 83.28),
+            "neggrad": (22.96, 0),
+            "unsir": (85.21, 0),
+        },
+    },
+}
+#: Table 5 (repair lr 0.01), per impair lr: (R18 A_Dr, R18 A_Df, AllCNN A_Dr, AllCNN A_Df).
+PAPER_T5 = {
+    1.0: (37.86, 0, 14.91, 0),
+    0.1: (41.07, 0, 28.5, 0),
+    0.01: (71.47, 0, 70.38, 0),
+    0.001: (69.45, 0.80, 74.61, 3.35),
+}
+#: Table 6 (impair lr 0.02), per repair lr: as :data:`PAPER_T5`.
+PAPER_T6 = {
+    1.0: (10.94, 0, 12.02, 0),
+    0.1: (19.83, 0, 9.84, 0),
+    0.01: (70.91, 0, 68.70, 0),
+    0.001: (75.97, 2.3, 84.17, 2.72),
+}
+#: Table 7: dist(original, unsir), dist(original, retrain), dist(unsir, retrain).
+PAPER_T7 = {"ResNet18": [164.06, 81.96, 185.14], "AllCNN": [41.44, 78.38, 92.5]}
+#: Table 8, ResNet-18 after repair, per share of D_r kept: (A_Dr, A_Df).
+PAPER_T8 = {
+    0.01: (34.81, 0.89),
+    0.1: (64.45, 0),
+    0.2: (67.05, 0),
+    0.3: (70.82, 0),
+    0.4: (71.91, 0),
+    0.5: (73.07, 0),
+    0.6: (74.03, 0),
+}
+#: Table 9, A_Dr per λ: (ResNet-18, AllCNN).
+PAPER_T9 = {
+    10.0: (70.96, 78.21),
+    1.0: (68.34, 76.92),
+    0.1: (71.06, 76.16),
+    0.01: (70.04, 74.28),
+    0.001: (71.47, 76.55),
+    0.0: (67.03, 76.07),
+}
+
+# ---------------------------------------------------------------------------------------------
+# small measurements
+# ---------------------------------------------------------------------------------------------
+
+
+def accs(model, task) -> dict:
+    """Test accuracy (%) of ``model`` on the task's retained classes (``A_Dr``) and forgotten
+    classes (``A_Df``)."""
+    return {"A_Dr": accuracy(model, *task.test_retain()), "A_Df": accuracy(model, *task.test_forget())}
+
+
+def per_class_accuracy(model, data) -> list:
+    """Test accuracy (%) of ``model`` on each class of ``data``, in class order."""
+    xt, yt = data.x_test, data.y_test
+    return [accuracy(model, xt[yt == c], yt[yt == c]) for c in range(data.num_classes)]
+
+
+def z_norm(model, noise) -> float:
+    """Mean per-image L2 norm of ``noise`` (pixel space) in the normalised space that the first
+    layer of ``model`` (its :class:`~unlearnkit.models.Normalize`) hands on: the space in which
+    UNSIR optimises and penalises its noise."""
+    norm_layer = next(m for m in model.modules() if isinstance(m, _models.Normalize))
+    with torch.no_grad():
+        return float(norm_layer(noise).flatten(1).norm(dim=1).mean())
+
+
+def noise_norm(model, classes, lam, *, batch_size, steps, lr, seed) -> float:
+    """:func:`z_norm` of the error-maximising noise of the first of ``classes`` learned at
+    penalty ``lam`` (Table 9's question: what λ does to the noise)."""
+    noise = error_maximizing_noise(
+        model, list(classes), batch_size=batch_size, steps=steps, lr=lr, lam=lam, seed=seed
+    )
+    return z_norm(model, noise[0])
+
+
+def prediction_shares(model, task, num_classes: int) -> pd.Series:
+    """Where the forgotten classes' test images go: the share (%) of them ``model`` predicts as
+    each class."""
+    x, _ = task.test_forget()
+    p = predict(model, x).argmax(1).cpu()
+    return pd.Series(np.bincount(p.numpy(), minlength=num_classes) / len(p) * 100)
+
+
+def layer_distances(a, b) -> pd.Series:
+    """Euclidean distance between the weight tensors (more than one dimension: no biases or
+    batch-norm scales) of two models of one architecture, by parameter name, input to output
+    (:func:`unlearnkit.weight_distance`)."""
+    shapes = {n: p.dim() for n, p in a.named_parameters()}
+    d = _metrics.weight_distance(a, b)
+    d = d[[shapes[n] > 1 for n in d["layer"]]]
+    return pd.Series(d["distance"].to_numpy(float), index=d["layer"].tolist())
+
+
+def total_distance(a, b) -> float:
+    """Euclidean distance between all the parameters of two models (Table 7):
+    ``sqrt(sum of the squared per-tensor distances of`` :func:`unlearnkit.weight_distance` ``)``."""
+    return float(np.sqrt((_metrics.weight_distance(a, b)["distance"].to_numpy(float) ** 2).sum()))
+
+
+def paired_verdict(a, b, **kw):
+    """:func:`unlearnkit.verdict` on aligned runs (same seeds and classes): a paired t-test from
+    two runs on, the spread rule with one."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return verdict(a, b, paired=len(a) >= 2, **kw)
+
+
+def mean_sd(name: str, values) -> dict:
+    """``{name: mean, name_sd: standard deviation}`` of runs, for one glue call (the standard
+    deviation is 0 for a single run)."""
+    v = np.asarray(values, float)
+    return {name: float(v.mean()), f"{name}_sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def pm_cell(mu, sd) -> str:
+    """``mean ± std`` with one digit; a missing spread (one run) shows as ``± 0.0``."""
+    return pm(mu, 0.0 if sd is None or (isinstance(sd, float) and math.isnan(sd)) else sd, 1)
+
+
+def pm_table(df: pd.DataFrame, by, cols) -> pd.DataFrame:
+    """``mean ± std`` of ``cols`` over the rows of ``df``, grouped by ``by`` (groups in order of
+    appearance)."""
+    g = df.groupby(by, sort=False)[cols]
+    mu, sd = g.mean(), g.std()
+    return pd.DataFrame({c: [pm_cell(a, b) for a, b in zip(mu[c], sd[c])] for c in cols}, index=mu.index)
+
+
+# ---------------------------------------------------------------------------------------------
+# relearn time, the spreads and their tables
+# ---------------------------------------------------------------------------------------------
+
+
+def rt_cell(values, cap: int) -> str:
+    """Relearn times over runs as ``mean ± std``, led by ``≥`` when a run hit the budget of
+    ``cap`` epochs (counted as ``cap + 1``); ``–`` without runs."""
+    v = pd.Series(values, dtype=float).dropna()
+    return DASH if v.empty else ("≥ " if (v > cap).any() else "") + pm_cell(v.mean(), v.std())
+
+
+def capped(values, cap: int) -> str:
+    """``k/n``: how many of ``n`` runs did not relearn within ``cap`` epochs."""
+    v = pd.Series(values, dtype=float).dropna()
+    return DASH if v.empty else f"{int((v > cap).sum())}/{len(v)}"
+
+
+def paper_number(v) -> str:
+    """A number of the paper as its tables print it: ``–`` for none, ``>100`` for the relearn
+    times stored as 101."""
+    return DASH if v is None else (">100" if v == 101 else f"{v:g}")
+
+
+class Runs:
+    """Runs UNSIR and its baselines over seeds × forget sets (:func:`unlearnkit.run_spread`) and
+    keeps, per run, what the chapter needs beyond the spread's table: the relearn time of every
+    model (``rt``), UNSIR's info record (``info``), the first seed's models of each forget set
+    (``kept``) and the test accuracy after impair and after repair of every UNSIR run of a
+    single-class spread (``steps``)."""
+
+    def __init__(self, relearn: dict):
+        self.relearn = dict(relearn)
+        self.rt, self.info, self.kept = {}, {}, {}
+        self.steps, self._pending = [], []
+
+    def keep_steps(self, variant: str):
+        """A ``callback`` for UNSIR that keeps a copy of the model after each step."""
+        return lambda stage, epoch, m: self._pending.append((variant, stage, copy.deepcopy(m)))
+
+    def on_run(self, tag: str, make_task):
+        """The ``on_run`` hook of :func:`unlearnkit.run_spread` for the spread ``tag``."""
+
+        def hook(seed, item, models):
+            t = make_task(item, seed)
+            target = accuracy(models["original"], *t.forget_set())
+            for name, m in models.items():
+                if name != "original":
+                    self.rt[(tag, seed, item, name)] = _metrics.relearn_time(
+                        m, t, target, definition="unsir", seed=seed, **self.relearn
+                    )
+            if "unsir" in models:
+                self.info[(tag, seed, item)] = models["unsir"].unlearn_info
+            self.kept.setdefault((tag, item), (seed, models))
+            for variant, stage, m in self._pending:
+                if tag.startswith("single"):
+                    self.steps.append(
+                        {"variant": variant, "seed": seed, "class": item, "stage": stage, **accs(m, t)}
+                    )
+            self._pending.clear()
+
+        return hook
+
+    def spread(self, tag: str, methods, make_task, forget, train: dict, seeds):
+        """The spread of ``methods`` over ``seeds`` × ``forget``, with a column ``RT`` (relearn
+        epochs; NaN for the original)."""
+        sp = run_spread(
+            methods,
+            make_task,
+            train,
+            seeds=seeds,
+            forget=forget,
+            mia=False,
+            on_run=self.on_run(tag, make_task),
+        )
+        r = sp.runs
+        sp.runs["RT"] = [
+            self.rt.get((tag, s, f, m), np.nan) for s, f, m in zip(r["seed"], r["forget"], r["method"])
+        ]
+        return sp
+
+    def paths(self) -> pd.DataFrame:
+        """One row per UNSIR run (variant, seed, class) with ``A_Dr``/``A_Df`` after ``impair``
+        and after ``repair``."""
+        p = pd.DataFrame(self.steps).pivot_table(
+            index=["variant", "seed", "class"], columns="stage", values=["A_Dr", "A_Df"]
+        )
+        p.columns = [f"{k} {s}" for k, s in p.columns]
+        return p.reset_index()
+
+
+def set_tasks(data, sets: dict):
+    """``make_task(item, seed)`` for :func:`unlearnkit.run_spread`: forget the classes
+    ``sets[item]``."""
+    return lambda item, seed: forget_classes(data, sets[item])
+
+
+T1_METRICS = {"test_retain": "A_Dr", "test_forget": "A_Df", "RT": "RT"}
+
+
+def table1(sp, arch: str, cap: int, digits: int = 1) -> pd.DataFrame:
+    """One class forgotten (Tables 1 and 2): our ``A_Dr``, ``A_Df`` and relearn time (with the
+    runs that did not relearn within ``cap``) beside the paper's ResNet-18 and AllCNN, and our
+    wall time."""
+    ours = sp.table(list(T1_METRICS) + ["seconds"], digits=digits)
+    ok = sp.runs[~sp.runs["diverged"]]
+    rts = {m: r["RT"].to_numpy(float) for m, r in ok.groupby("method")}
+    ours["RT"] = [rt_cell(rts.get(r, []), cap) for r in ours.index]
+    cols = {}
+    for i, (m, label) in enumerate(T1_METRICS.items()):
+        cols[(label, f"ours ({arch})")] = ours[m]
+        for model in PAPER_T1:
+            cols[(label, f"paper {model}")] = [
+                paper_number(PAPER_T1[model].get(r, (None,) * 3)[i]) for r in ours.index
+            ]
+    cols[("RT", f"not relearned in {cap}")] = [capped(rts.get(r, []), cap) for r in ours.index]
+    cols[("time (s)", f"ours ({arch})")] = ours["seconds"]
+    return pd.DataFrame(cols, index=ours.index)
+
+
+def multi_table(sp, arch: str, cap: int):
+    """Several classes forgotten (Table 1): ``(table, mean, std)``; the table puts our ``A_Dr``,
+    ``A_Df`` and relearn time per (number of classes, method) beside the paper's; ``mean`` and
+    ``std`` are per (forget set, method) over the runs that did not diverge."""
+    ok = sp.runs[~sp.runs["diverged"]]
+    g = ok.groupby(["forget", "method"], sort=False)[["test_retain", "test_forget", "RT"]]
+    mu, sd = g.mean(), g.std()
+    rows = {}
+    for k, m in mu.index:
+        row = {
+            (lab, f"ours ({arch})"): pm_cell(mu.loc[(k, m), c], sd.loc[(k, m), c])
+            for c, lab in [("test_retain", "A_Dr"), ("test_forget", "A_Df")]
+        }
+        for i, lab in enumerate(["A_Dr", "A_Df"]):
+            for model in PAPER_MULTI:
+                row[(lab, f"paper {model}")] = paper_number(PAPER_MULTI[model][k].get(m, (None, None))[i])
+        runs_km = ok[(ok["forget"] == k) & (ok["method"] == m)]["RT"]
+        row[("RT", f"ours ({arch})")] = rt_cell(runs_km, cap)
+        row[("RT", f"not relearned in {cap}")] = capped(runs_km, cap)
+        rows[(k, m)] = row
+    return pd.DataFrame(rows).T.rename_axis(["# classes", "method"]), mu, sd
+
+
+# ---------------------------------------------------------------------------------------------
+# single UNSIR runs and the sweeps
+# ---------------------------------------------------------------------------------------------
+
+
+def run_unsir(model, task, settings: dict, **kw) -> dict:
+    """UNSIR on ``task`` with ``settings`` changed by ``kw``: test accuracy after each step
+    (``"A_Dr impair 1"``, ``"A_Df repair 1"``, ...) and the wall ``seconds``."""
+    steps = {}
+    cb = lambda stage, epoch, m: steps.setdefault(f"{stage} {epoch}", accs(m, task))  # noqa: E731
+    m = unsir(model, task, callback=cb, **{**settings, **kw})
+    out = {f"{k} {s}": v for s, a in steps.items() for k, v in a.items()}
+    return {**out, "seconds": m.unlearn_info["seconds"]}
+
+
+def lr_tables(grid: pd.DataFrame, impair_lr: float) -> pd.DataFrame:
+    """Tables 5 (impair rate varied, repair 0.01) and 6 (repair rate varied, impair at
+    ``impair_lr``): our accuracies after repair from the learning-rate ``grid`` beside the paper's
+    (NaN where the paper has no such rate)."""
+    rows = []
+    for table, fixed, var, paper in [
+        ("5", ("repair lr", 0.01), "impair lr", PAPER_T5),
+        ("6", ("impair lr", impair_lr), "repair lr", PAPER_T6),
+    ]:
+        sub = grid[np.isclose(grid[fixed[0]], fixed[1])]
+        for _, r in sub.iterrows():
+            p = paper.get(r[var], (np.nan,) * 4)
+            rows.append(
+                {
+                    "table": table,
+                    "varied": var,
+                    "lr": r[var],
+                    "A_Dr ours": r["A_Dr repair 1"],
+                    "A_Dr paper R18": p[0],
+                    "A_Dr paper AllCNN": p[2],
+                    "A_Df ours": r["A_Df repair 1"],
+                    "A_Df paper R18": p[1],
+                    "A_Df paper AllCNN": p[3],
+                }
+            )
+    return pd.DataFrame(rows).set_index(["table", "varied", "lr"])
+
+
+def repair_path(run: dict, repairs: int) -> pd.DataFrame:
+    """``A_Dr`` and ``A_Df`` after impair and after each of ``repairs`` repair epochs, from a
+    :func:`run_unsir` result (Figure 7's repeated repair)."""
+    return pd.DataFrame(
+        {
+            k: [run[f"{k} impair 1"]] + [run[f"{k} repair {i}"] for i in range(1, repairs + 1)]
+            for k in ["A_Dr", "A_Df"]
+        },
+        index=["impair"] + [f"repair {i}" for i in range(1, repairs + 1)],
+    )
+
+
+def sequential(model, data, requests, settings: dict):
+    """Forget ``requests`` one after the other, each UNSIR call on the previous result:
+    ``(per request A_Dr/A_Df, per-class test accuracy before and after each request)``."""
+    seq, per_class = [], {"original": per_class_accuracy(model, data)}
+    for i in range(len(requests)):
+        t = forget_classes(data, requests[: i + 1])
+        model = unsir(model, t, **settings)
+        label = f"after forgetting {requests[i]}"
+        per_class[label] = per_class_accuracy(model, data)
+        seq.append({"request": label, **accs(model, t)})
+    return pd.DataFrame(seq).set_index("request"), pd.DataFrame(per_class, index=range(data.num_classes)).T
+
+
+def label_bug(data, sets: dict, seeds, train: dict, settings: dict) -> pd.DataFrame:
+    """The authors' labelling bug: UNSIR on each class set of ``sets`` × ``seeds`` with each noise
+    batch labelled with its own class and with every batch labelled 0. One row per run: class 0's
+    test accuracy, the largest of the requested classes' and the mean of the other retained ones;
+    each run's original comes from the model zoo, trained with ``train``."""
+    rows = []
+    for s in seeds:
+        for k, cls in sets.items():
+            t = forget_classes(data, cls)
+            orig = train_or_load(t, "original", seed=s, **train)
+            for name, kw in [("own labels", {}), ("all labelled 0", {"noise_label": 0})]:
+                m = unsir(orig, t, **{**settings, "seed": s, **kw})
+                pcs = per_class_accuracy(m, data)
+                others = [pcs[c] for c in range(1, data.num_classes) if c not in cls]
+                rows.append(
+                    {
+                        "labels": name,
+                        "seed": s,
+                        "classes": k,
+                        "class 0": pcs[0],
+                        "requested (largest)": max(pcs[c] for c in cls),
+                        "other retained (mean)": float(np.mean(others)),
+                    }
+                )
+    return pd.DataFrame(rows)
