@@ -363,6 +363,13 @@ def test_bootstrap_error_bar_is_deterministic_and_positive():
     assert a.std > 0 and a.lo <= a.hi and a.lo < a.hi
     f, sd, lo, hi = a
     assert 0 <= lo <= hi <= 1 and sd < 0.2
+    # the interval is centred on the score of all the models, never beside it
+    assert lo <= f <= hi and hi - f == pytest.approx(min(1 - f, 1.959964 * sd), rel=1e-5)
+    # two groups from one distribution: the replicates of a resample with copies sit below F,
+    # so a percentile interval could miss F; the normal interval holds it
+    u, r = rng.normal(size=(32, 40)), rng.normal(size=(32, 40))
+    ci = q.forget_quality_ci(u, r, n_boot=30, seed=0)
+    assert ci.lo <= ci.F <= ci.hi
     with pytest.raises(ValueError, match="n_boot"):
         q.forget_quality_ci(u, r, n_boot=1)
 

@@ -74,11 +74,9 @@ def pick_by_access(gaps_per_task: dict, access_order=ACCESS_ORDER) -> tuple[pd.D
             beat = closer(gaps, m, "original") == "better"
             if not beat:
                 no_beat.append(f"{a} on {t}")
-            pick.setdefault(a, {})[t] = (
-                f"{m} ({means[m]:.1f})"
-                + (f"; ties: {', '.join(tie)}" if tie else "")
-                + ("" if beat else "; not closer than the original")
-            )
+            notes = [f"{means[m]:.1f}"] + ([f"ties: {', '.join(tie)}"] if tie else [])
+            notes += [] if beat else ["not closer than the original"]
+            pick.setdefault(a, {})[t] = f"{m} ({'; '.join(notes)})"
     table = pd.DataFrame(pick).T.reindex(list(access_order)).reindex(columns=list(gaps_per_task))
     return table.fillna("n/a").rename_axis("access level"), no_beat
 
