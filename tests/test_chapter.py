@@ -1,6 +1,8 @@
 """The chapter set-up call and the shared tables: what every chapter's first cell and its
 "ours beside the paper" tables rest on."""
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,9 @@ from unlearnkit.chapter import Glue
 def test_chapter_sets_up_the_profile_the_clock_and_a_prefixed_glue(capsys):
     P, glue = uk.chapter("c9", "smoke", seed=3)
     assert "profile=smoke" in capsys.readouterr().out and P.seed == 3 and uk.active() is P
-    assert glue.seconds() >= 0 and glue.prefix == "c9"
+    t1 = glue.seconds()
+    time.sleep(0.02)
+    assert glue.seconds() - t1 >= 0.02 and glue.prefix == "c9"
     glue(c9_gap=np.float32(2.5), c9_n=np.int64(4), c9_word="ties", c9_t=torch.tensor(1.5))
     assert glue.values["c9_gap"] == 2.5 and type(glue.values["c9_gap"]) is float
     assert glue.values["c9_n"] == 4 and type(glue.values["c9_n"]) is int
