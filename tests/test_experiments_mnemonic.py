@@ -201,3 +201,25 @@ def test_per_class_multi_shot_and_posinf(trained_mlp, digits, task0):
     tab = ex.posinf_table(trained_mlp, {"tensor_max": m0}, eta_d)
     assert list(tab.index) == [first] and tab.loc[first, "+inf entries"] == 1
     assert np.isfinite(tab.loc[first, "move of +inf entries, tensor_max"])
+
+
+def test_summary_mean_sd_or_zero_and_unlearn_at():
+    S = pd.DataFrame({"E_F mean": [90.0, 10.0], "E_F std": [1.0, 2.0]}, index=["a", "b"])
+    assert ex.summary_mean(S, "b", "E_F") == 10.0
+    assert ex.sd_or_zero(pd.Series([1.0, 3.0])) == pytest.approx(np.sqrt(2.0))  # ddof=1
+    assert ex.sd_or_zero(pd.Series([5.0])) == 0.0
+    seen = {}
+    method = lambda model, task, **hp: seen.update(model=model, task=task, **hp) or "unlearned"
+    assert ex.unlearn_at(0.1, 20.0, method=method, model="m", task="t", codes="c") == "unlearned"
+    assert seen == dict(model="m", task="t", lambda1=0.1, lambda2=20.0, codes="c")
+
+
+def test_vs_original_pairs_the_runs_both_have():
+    words = ("higher than", "lower than", "not distinguishable from")
+    idx = pd.MultiIndex.from_tuples([(0, 0), (1, 0), (2, 0)], names=["seed", "forget"])
+    table = pd.DataFrame({"original": [90.0, 91.0, 92.0], "a": [60.0, 61.0, np.nan]}, index=idx)
+    got = ex.vs_original(table, "a", words)
+    assert got == uk.verdict([60.0, 61.0], [90.0, 91.0], paired=True, margin=1.0, words=words)
+    assert str(got) == "lower than"
+    same = table.assign(a=table["original"])
+    assert str(ex.vs_original(same, "a", words)) == "not distinguishable from"

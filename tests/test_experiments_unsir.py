@@ -265,3 +265,48 @@ def test_runs_record_relearn_times_info_kept_models_and_steps(trained_mlp, task0
     runs.on_run("multi-mlp", make_task)(1, "2", {"original": trained_mlp})
     assert len(runs.steps) == 2 and runs._pending == []
     assert runs.kept[("single-mlp", 0)][0] == 0  # the first seed's models stay
+
+
+# ----------------------------------------------------------------------------- small chapter helpers
+
+
+def test_append_step_records_each_step_under_its_name(trained_mlp, task0):
+    trace = []
+    ex.append_step(trace, task0, "impair", 1, trained_mlp)
+    ex.append_step(trace, task0, "repair", 2, trained_mlp)
+    assert [r["step"] for r in trace] == ["impair 1", "repair 2"]
+    assert trace[0]["A_Dr"] == ex.accs(trained_mlp, task0)["A_Dr"]
+    assert trace[1]["A_Df"] == ex.accs(trained_mlp, task0)["A_Df"]
+
+
+def test_summary_mean_reads_the_mean_column_and_is_nan_for_a_missing_method():
+    S = pd.DataFrame({"RT mean": [3.0, 7.5], "RT std": [1.0, 0.5]}, index=["unsir", "retrain"])
+    assert ex.summary_mean(S, "retrain", "RT") == 7.5
+    assert isinstance(ex.summary_mean(S, "unsir", "RT"), float)
+    assert np.isnan(ex.summary_mean(S, "neggrad", "RT"))
+
+
+def test_column_values_keeps_row_order_as_floats():
+    t = pd.DataFrame({"unsir": [3, 11, 5], "retrain": [1, 2, 3]})
+    v = ex.column_values(t, "unsir")
+    assert v.dtype == float and v.tolist() == [3.0, 11.0, 5.0]
+
+
+def test_with_without_words():
+    assert ex.with_without("lower", "higher", "the noise") == (
+        "lower with the noise than without it",
+        "higher with the noise than without it",
+        "not distinguishable with and without the noise",
+    )
+    assert ex.with_without("higher", "lower", "the bug", than_without=False) == (
+        "higher with the bug",
+        "lower with the bug",
+        "not distinguishable with and without the bug",
+    )
+
+
+def test_n_kept_rounds_the_share_and_keeps_at_least_one():
+    assert ex.n_kept(0.1, 170) == 17
+    assert ex.n_kept(0.7, 170) == 119
+    assert ex.n_kept(0.001, 170) == 1
+    assert ex.n_kept(1.0, 170) == 170

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from .. import fisher as _fisher
+from ..claims import verdict
 from ..data import stratified_indices
 from ..methods import average_fisher, class_fisher, mnemonic
 from ..models import clone
@@ -150,6 +151,12 @@ def lambda_grid(run, task, l1s, l2s) -> tuple:
     return frame(0), frame(1)
 
 
+def unlearn_at(lambda1, lambda2, *, method, model, task, **hp):
+    """One point of a :func:`lambda_grid`: ``method(model, task, lambda1=λ1, lambda2=λ2, **hp)``,
+    the unlearned model. Explained in ``book/02_mnemonic_codes.ipynb``."""
+    return method(model, task, lambda1=lambda1, lambda2=lambda2, **hp)
+
+
 def best_pair(a_r: pd.DataFrame, e_f: pd.DataFrame) -> tuple:
     """The ``(λ1, λ2)`` of a :func:`lambda_grid` with the largest ``A_R + E_F`` (the paper's
     rule)."""
@@ -182,6 +189,26 @@ class Keep:
 def runs_at(runs: pd.DataFrame, method: str, forget) -> pd.DataFrame:
     """The runs of ``method`` on the forget class ``forget``, indexed by seed."""
     return runs[(runs.method == method) & (runs.forget == forget)].set_index("seed")
+
+
+def summary_mean(summary: pd.DataFrame, method: str, metric: str) -> float:
+    """The mean of ``metric`` over the runs of ``method`` in a spread's summary (its column
+    ``"<metric> mean"``). Explained in ``book/02_mnemonic_codes.ipynb``."""
+    return summary.loc[method, f"{metric} mean"]
+
+
+def vs_original(table: pd.DataFrame, method: str, words, margin: float = 1.0):
+    """The verdict on ``method``'s ``A_R`` against the original's: ``table`` has one column per
+    method and one row per run (seed, forget class); the runs both have are compared, paired
+    when there are more than one. Explained in ``book/02_mnemonic_codes.ipynb``."""
+    pair = table[[method, "original"]].dropna().T.to_numpy()  # [its runs, the original's runs]
+    return verdict(*pair, paired=pair.shape[1] > 1, margin=margin, words=words)
+
+
+def sd_or_zero(values) -> float:
+    """The sample standard deviation (``ddof=1``) of ``values``, 0 for a single value.
+    Explained in ``book/02_mnemonic_codes.ipynb``."""
+    return values.std(ddof=1) if len(values) > 1 else 0.0
 
 
 def headline(sp, paper_data: str) -> pd.DataFrame:

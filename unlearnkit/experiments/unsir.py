@@ -318,6 +318,45 @@ def mean_sd(name: str, values) -> dict:
     return {name: float(v.mean()), f"{name}_sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
 
 
+def append_step(trace: list, task, stage: str, epoch: int, model) -> None:
+    """Explained in ``book/03_unsir_impair_repair.ipynb``. A ``callback`` for UNSIR (bind
+    ``trace`` and ``task`` with :func:`functools.partial`): appends ``{"step": "<stage> <epoch>",
+    "A_Dr": ..., "A_Df": ...}`` (:func:`accs` of ``model`` on ``task``) to ``trace``."""
+    trace.append({"step": f"{stage} {epoch}", **accs(model, task)})
+
+
+def summary_mean(summary: pd.DataFrame, method: str, metric: str) -> float:
+    """Explained in ``book/03_unsir_impair_repair.ipynb``. The mean of ``metric`` for ``method``
+    in a spread's ``summary`` table (column ``"<metric> mean"``); NaN for a method the summary
+    lacks."""
+    return float(summary.loc[method, f"{metric} mean"]) if method in summary.index else float("nan")
+
+
+def column_values(table: pd.DataFrame, column: str) -> np.ndarray:
+    """Explained in ``book/03_unsir_impair_repair.ipynb``. The ``column`` of ``table`` as an array
+    of floats, in the table's row order (the aligned runs of one method)."""
+    return table[column].to_numpy(float)
+
+
+def with_without(lo: str, hi: str, thing: str, *, than_without: bool = True) -> tuple:
+    """Explained in ``book/03_unsir_impair_repair.ipynb``. The three ``words`` of a paired
+    verdict between runs with ``thing`` and without it: ``"<lo> with <thing>[ than without it]"``,
+    the same with ``hi``, and ``"not distinguishable with and without <thing>"``."""
+    tail = " than without it" if than_without else ""
+    return (
+        f"{lo} with {thing}{tail}",
+        f"{hi} with {thing}{tail}",
+        f"not distinguishable with and without {thing}",
+    )
+
+
+def n_kept(share: float, n_min: int) -> int:
+    """Explained in ``book/03_unsir_impair_repair.ipynb``. Images per class UNSIR keeps at a
+    ``share`` of the smallest retained class (``n_min`` images): ``round(share * n_min)``, at
+    least 1."""
+    return max(1, round(share * n_min))
+
+
 def pm_cell(mu, sd) -> str:
     """``mean ± std`` with one digit; a missing spread (one run) shows as ``± 0.0``."""
     return pm(mu, 0.0 if sd is None or (isinstance(sd, float) and math.isnan(sd)) else sd, 1)
