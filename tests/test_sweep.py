@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -201,8 +202,16 @@ def test_forget_quality_official_grouping_error_bar_and_cache(smoke):
     assert (tab["examples"] == 5).all() and all(len(e) == 5 for e in eps.values())
     # the official grouping's original is one model three times: peaky, no points
     assert tab.loc["original", "F"] == 0 and tab.loc["original", "F std"] == 0
-    again, _ = sw.quality(["finetune"], "full-class", "0", **kw)
+    again, eps_again = sw.quality(["finetune"], "full-class", "0", **kw)
     assert again.attrs["cached"] and again.equals(tab)
+    assert all(np.array_equal(eps_again[k], eps[k]) for k in eps)
+    # the caches hold tensors and plain values: they load without unpickling arbitrary objects
+    import torch
+
+    files = sorted(uk.active().zoo_root.glob("quality-*v2-smoke-*.pt"))
+    assert len(files) >= 2 and all(torch.load(f, weights_only=True) for f in files)
+    res, _ = sw.quality_jobs(["finetune"], "full-class", "0", 3, cfg, "one original", cache=True)
+    assert isinstance(res[0]["finetune"]["conf"], np.ndarray)
     with pytest.raises(sw.SweepError, match="grouping"):
         sw.quality(["finetune"], "full-class", "0", n_models=2, cfg=cfg, grouping="nope")
 

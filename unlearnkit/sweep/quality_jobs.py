@@ -18,6 +18,43 @@ from .config import SweepConfig, hp_for
 from .engines import progress_bar, ray_map
 from .run import make_task, prepare, use_profile
 
+# the caches hold tensors and plain Python values only, so they load with weights_only=True;
+# the version in their names keeps files of another layout from being read
+CACHE_VERSION = "v2"
+
+
+def _jobs_to_file(res: list) -> list:
+    import torch
+
+    return [
+        {
+            name: None if r is None else {**r, "conf": torch.as_tensor(r["conf"], dtype=torch.float64)}
+            for name, r in one.items()
+        }
+        for one in res
+    ]
+
+
+def _jobs_from_file(res: list) -> list:
+    return [
+        {name: None if r is None else {**r, "conf": r["conf"].numpy()} for name, r in one.items()}
+        for one in res
+    ]
+
+
+def _table_to_file(tab: pd.DataFrame, eps: dict, seconds: float) -> dict:
+    import torch
+
+    columns = {c: [float(v) for v in tab[c].astype(float)] for c in tab.columns}
+    eps = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in eps.items()}
+    return {"index": [str(i) for i in tab.index], "columns": columns, "eps": eps, "seconds": float(seconds)}
+
+
+def _table_from_file(got: dict) -> tuple[pd.DataFrame, dict, float]:
+    tab = pd.DataFrame(got["columns"], index=got["index"]).rename_axis("method")
+    return tab, {k: v.numpy() for k, v in got["eps"].items()}, got["seconds"]
+
+
 GROUPINGS = ("one original", "originals")
 REF_NAME = "retrain (other seeds)"
 
@@ -131,11 +168,11 @@ def quality_jobs(
 
         path = (
             profiles.active().zoo_root
-            / f"quality-jobs-{cfg.profile}-{_quality_key(cfg, methods, parts, False)}.pt"
+            / f"quality-jobs-{CACHE_VERSION}-{cfg.profile}-{_quality_key(cfg, methods, parts, False)}.pt"
         )
         if path.exists():
-            got = torch.load(path, weights_only=False)
-            return got["res"], got["seconds"]
+            got = torch.load(path, weights_only=True)
+            return _jobs_from_file(got["res"]), got["seconds"]
     t0 = time.perf_counter()
     jobs = [
         (cfg.as_dict(), task, str(forget), s, list(methods), grouping, int(original_seed))
@@ -157,7 +194,7 @@ def quality_jobs(
     if path is not None:
         from ..cache import atomic_save
 
-        atomic_save({"res": res, "seconds": time.perf_counter() - t0}, path)
+        atomic_save({"res": _jobs_to_file(res), "seconds": time.perf_counter() - t0}, path)
     return res, time.perf_counter() - t0
 
 
@@ -220,13 +257,13 @@ def quality(
     path = None
     if cache:
         path = (
-            profiles.active().zoo_root / f"quality-{cfg.profile}-{_quality_key(cfg, methods, parts, True)}.pt"
+            profiles.active().zoo_root
+            / f"quality-{CACHE_VERSION}-{cfg.profile}-{_quality_key(cfg, methods, parts, True)}.pt"
         )
         if path.exists():
-            got = torch.load(path, weights_only=False)
-            tab = got["table"]
-            tab.attrs.update(seconds=got["seconds"], cached=True)
-            return tab, got["eps"]
+            tab, eps, seconds = _table_from_file(torch.load(path, weights_only=True))
+            tab.attrs.update(seconds=seconds, cached=True)
+            return tab, eps
     t0 = time.perf_counter()
     res, t_jobs = quality_jobs(
         methods,
@@ -286,11 +323,11 @@ def quality(
                 row[f"F ({k} models)"] = f
         rows[name] = row
         eps_all[name] = eps
-    tab = pd.DataFrame(rows).T.rename_axis("method")
+    tab = pd.DataFrame(rows).T.rename_axis("method").astype(float)
     seconds = t_jobs + time.perf_counter() - t0
     if path is not None:
         from ..cache import atomic_save
 
-        atomic_save({"table": tab, "eps": eps_all, "seconds": seconds}, path)
+        atomic_save(_table_to_file(tab, eps_all, seconds), path)
     tab.attrs.update(seconds=seconds, cached=False)
     return tab, eps_all
