@@ -197,7 +197,10 @@ def test_forget_quality_of_methods(smoke):
 def test_forget_quality_official_grouping_error_bar_and_cache(smoke):
     cfg = sw.SweepConfig.from_profile("smoke", **SETTINGS)
     kw = dict(n_models=3, cfg=cfg, sizes=(2, 3), grouping="one original", n_boot=3, examples=5, cache=True)
+    t0 = time.perf_counter()
     tab, eps = sw.quality(["finetune"], "full-class", "0", **kw)
+    # the time it reports is the jobs' and the scoring's, each counted once
+    assert 0 < tab.attrs["seconds"] <= time.perf_counter() - t0
     assert not tab.attrs["cached"] and {"F std", "F lo", "F hi", "eps inf %"} <= set(tab.columns)
     assert (tab["examples"] == 5).all() and all(len(e) == 5 for e in eps.values())
     # the official grouping's original is one model three times: peaky, no points
