@@ -285,6 +285,14 @@ def _clock(s: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def _execute_once(nb: Path, env: dict, timeout: float | None) -> Result:
+    try:
+        with environment(env):
+            return Result(nb.stem, execute(nb, timeout=timeout))
+    except ChapterFailed as e:
+        return e.result
+
+
 def run_chapters(
     root: Path, work: Path, env: dict, only=None, timeout: float | None = None, write_back: bool = False
 ) -> list[Result]:
@@ -294,11 +302,11 @@ def run_chapters(
         if only and not any(s in nb.stem for s in only):
             continue
         print(f"executing {nb.relative_to(work)} ...", flush=True)
-        try:
-            with environment(env):
-                r = Result(nb.stem, execute(nb, timeout=timeout))
-        except ChapterFailed as e:
-            r = e.result
+        r = _execute_once(nb, env, timeout)
+        if not r.ok and "timed out" in (r.error or ""):
+            # a kernel whose reply got lost sits idle until the limit; a slow chapter times out twice
+            print(f"  timed out after {_clock(r.seconds)}: running it once more", flush=True)
+            r = _execute_once(nb, env, timeout)
         if r.ok:
             print(f"  done in {_clock(r.seconds)}", flush=True)
             if write_back:
