@@ -166,12 +166,12 @@ def test_benchmark_methods_add_batch_one_and_the_papers_setting_only_when_asked_
 
 def test_keep_first_keeps_only_the_chosen_run():
     store = {}
-    on_run = geo.keep_first(store, "full", 0, "a", lambda item, seed: ("task", item, seed))
-    on_run(1, "a", {"original": "m1"})
-    on_run(0, "b", {"original": "m2"})
+    on_run = geo.keep_first(store, "full", 0, "a")
+    on_run(uk.SpreadRun("task a1", 1, "a", {"original": "m1"}))
+    on_run(uk.SpreadRun("task b0", 0, "b", {"original": "m2"}))
     assert store == {}
-    on_run(0, "a", {"original": "m3"})
-    assert store == {"full": {"task": ("task", "a", 0), "original": "m3"}}
+    on_run(uk.SpreadRun("task a0", 0, "a", {"original": "m3"}))
+    assert store == {"full": {"task": "task a0", "original": "m3"}}
 
 
 def _runs():

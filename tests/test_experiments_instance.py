@@ -43,15 +43,15 @@ def _const(label, n_classes=3):
 def test_record_runs_keeps_info_predictions_and_the_first_runs_models():
     info, keep = {}, {}
     x = torch.zeros(4, 2)
-    on_run = iw.record_runs(info, keep, lambda k, seed: _Task(x[:k]), ("original", "ADV"), first=(0, 4))
+    on_run = iw.record_runs(info, keep, ("original", "ADV"), first=(0, 4))
     m = _const(2)
     m.unlearn_info = {"steps": 7}
-    on_run(1, 2, {"original": _const(0), "ADV": m, "JiT": _const(1)})
+    on_run(uk.SpreadRun(_Task(x[:2]), 1, 2, {"original": _const(0), "ADV": m, "JiT": _const(1)}))
     assert info[("ADV", 1, 2)] == {"steps": 7} and info[("original", 1, 2)] == {}
     assert keep[("ADV", 1, 2)].tolist() == [2, 2] and keep[("original", 1, 2)].tolist() == [0, 0]
     assert ("JiT", 1, 2) not in keep and "models" not in keep
     models = {"original": _const(0)}
-    on_run(0, 4, models)
+    on_run(uk.SpreadRun(_Task(x[:4]), 0, 4, models))
     assert keep["models"] is models and keep[("original", 0, 4)].tolist() == [0, 0, 0, 0]
 
 
@@ -60,8 +60,8 @@ def test_record_relabelled_scores_every_model_against_the_runs_new_labels():
     x = torch.zeros(4, 2)
     correct = _const(1)
     correct.unlearn_info = {"new_labels": [1, 1, 2, 2]}
-    on_run = iw.record_relabelled(store, lambda k, seed: _Task(x[:k]))
-    on_run(0, 4, {"CORRECT": correct, "ADV": _const(2), "original": _const(0)})
+    on_run = iw.record_relabelled(store)
+    on_run(uk.SpreadRun(_Task(x[:4]), 0, 4, {"CORRECT": correct, "ADV": _const(2), "original": _const(0)}))
     assert store == {("CORRECT", 0, 4): 50.0, ("ADV", 0, 4): 50.0, ("original", 0, 4): 0.0}
 
 

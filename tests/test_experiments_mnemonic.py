@@ -120,9 +120,9 @@ def test_fisher_errors_are_zero_for_the_oracle_and_relative_to_its_norm():
 
 def test_keep_keeps_every_original_and_one_runs_models():
     keep = ex.Keep(0, 3)
-    keep(0, 0, {"original": "o0", "x": 1})
-    keep(0, 3, {"original": "o0b", "x": 2})
-    keep(1, 3, {"original": "o1", "x": 3})
+    keep(uk.SpreadRun("t", 0, 0, {"original": "o0", "x": 1}))
+    keep(uk.SpreadRun("t", 0, 3, {"original": "o0b", "x": 2}))
+    keep(uk.SpreadRun("t", 1, 3, {"original": "o1", "x": 3}))
     assert keep.originals == {0: "o0b", 1: "o1"}
     assert keep.models == {"original": "o0b", "x": 2}
 

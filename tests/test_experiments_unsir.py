@@ -249,8 +249,7 @@ def test_runs_record_relearn_times_info_kept_models_and_steps(trained_mlp, task0
     runs = ex.Runs(dict(max_epochs=2, lr=0.01, n_per_epoch=50))
     unlearned = uk.methods.unsir(trained_mlp, task0, seed=0, callback=runs.keep_steps("UNSIR"), **SMALL)
     models = {"original": trained_mlp, "retrain": uk.clone(trained_mlp), "unsir": unlearned}
-    make_task = lambda item, seed: task0
-    runs.on_run("single-mlp", make_task)(0, 0, models)
+    runs.on_run("single-mlp")(uk.SpreadRun(task0, 0, 0, models))
     assert set(runs.rt) == {("single-mlp", 0, 0, "retrain"), ("single-mlp", 0, 0, "unsir")}
     assert runs.rt[("single-mlp", 0, 0, "retrain")] == 0  # the original's copy relearns at once
     assert runs.info[("single-mlp", 0, 0)] is unlearned.unlearn_info
@@ -262,7 +261,7 @@ def test_runs_record_relearn_times_info_kept_models_and_steps(trained_mlp, task0
     assert {"A_Dr impair", "A_Df repair"} <= set(paths.columns) and len(paths) == 1
     # a multi-class spread keeps no steps, and the pending copies are dropped
     runs.keep_steps("UNSIR")("impair", 1, trained_mlp)
-    runs.on_run("multi-mlp", make_task)(1, "2", {"original": trained_mlp})
+    runs.on_run("multi-mlp")(uk.SpreadRun(task0, 1, "2", {"original": trained_mlp}))
     assert len(runs.steps) == 2 and runs._pending == []
     assert runs.kept[("single-mlp", 0)][0] == 0  # the first seed's models stay
 

@@ -223,6 +223,7 @@ def test_run_spread_repeats_over_seeds_and_classes(digits, tmp_path):
     train = dict(
         model="mlp", model_kwargs={"hidden": (32,)}, epochs=3, lr=0.1, progress=False, cache_dir=tmp_path
     )
+    seen = []
     sp = uk.run_spread(
         ["finetune", ("neggrad", {"lr": 1e6, "epochs": 5})],
         lambda c, s: uk.forget_classes(digits, [c]),
@@ -230,8 +231,14 @@ def test_run_spread_repeats_over_seeds_and_classes(digits, tmp_path):
         seeds=(0, 1),
         forget=(0, 3),
         mia=False,
+        on_run=seen.append,
     )
     assert len(sp.runs) == 2 * 2 * 4
+    # the hook sees each run's own task, seed, forget item and models
+    assert [(r.seed, r.forget) for r in seen] == [(0, 0), (1, 0), (0, 3), (1, 3)]
+    assert all(r.task.forget_classes == [r.forget] for r in seen)
+    assert set(seen[0].models) == {"original", "retrain", "finetune"}  # the diverged one is absent
+    assert uk.accuracy(seen[2].models["retrain"], *seen[2].task.forget_set()) == 0
     assert set(sp.runs["seed"]) == {0, 1} and set(sp.runs["forget"]) == {0, 3}
     s = sp.summary(["test_retain"])
     ft = sp.runs.loc[sp.runs["method"] == "finetune", "test_retain"]

@@ -26,7 +26,7 @@ from . import (
     zoo,
 )
 from ._version import __version__
-from .bench import Spread, format_table, run_methods, run_spread, timed
+from .bench import Spread, SpreadRun, format_table, run_methods, run_spread, timed
 from .chapter import Glue, chapter
 from .claims import Word, against_paper, ordering, verdict
 from .data import DATASETS, Dataset, DatasetUnavailableError, load_dataset, make_toy, stratified_indices
@@ -98,6 +98,7 @@ __all__ = [
     "zoo",
     "__version__",
     "Spread",
+    "SpreadRun",
     "format_table",
     "run_methods",
     "run_spread",

@@ -156,6 +156,18 @@ def run_methods(
 # ----------------------------------------------------------------------------- spread
 
 
+@dataclass(frozen=True)
+class SpreadRun:
+    """One run of :func:`run_spread`, as its ``on_run`` hook sees it: the ``task``, the ``seed``,
+    the ``forget`` item the task was built from and the run's ``models`` (``{label: model}``,
+    with ``original`` and ``retrain``)."""
+
+    task: Task
+    seed: int
+    forget: object
+    models: dict
+
+
 @dataclass
 class Spread:
     """One comparison repeated over seeds and forget classes.
@@ -254,7 +266,8 @@ def run_spread(
     arguments of :func:`unlearnkit.train_or_load` (model, epochs, lr, ...): the original and the
     retrain model of every seed and forget set come from the zoo (trained once, then cached).
     ``methods`` as in :func:`run_methods`; each gets ``seed`` where it takes one.
-    ``on_run(seed, forget, models)`` sees each run's models (e.g. to keep one for a figure).
+    ``on_run(run)`` sees each run as a :class:`SpreadRun` (its task, seed, forget item and models),
+    e.g. to keep one run's models for a figure.
     """
     from .sweep.run import prepare
 
@@ -278,7 +291,7 @@ def run_spread(
                 seed=seed,
             )
             if on_run is not None:
-                on_run(seed, item, models)
+                on_run(SpreadRun(task, seed, item, models))
             df = df.reset_index()
             df.insert(1, "seed", seed)
             df.insert(2, "forget", item if item is not None else "-")

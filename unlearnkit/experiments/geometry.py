@@ -192,15 +192,15 @@ def benchmark_methods(
     return ms
 
 
-def keep_first(store: dict, key, seed, item, make_task):
+def keep_first(store: dict, key, seed, item):
     """An ``on_run`` callback for ``uk.run_spread`` that keeps, under ``store[key]``, the task and
     the models of the run with this ``seed`` and forget ``item``.
 
     Explained in ``book/06_jit_geometry.ipynb`` (Section 6)."""
 
-    def on_run(s, it, models):
-        if s == seed and it == item:
-            store[key] = {"task": make_task(it, s), **models}
+    def on_run(run):
+        if run.seed == seed and run.forget == item:
+            store[key] = {"task": run.task, **run.models}
 
     return on_run
 

@@ -35,7 +35,7 @@ def smallest_reaching(hit: pd.Series, share: float) -> float:
     return float(hit.index[ok].min()) if ok.any() else float(hit.index.max())
 
 
-def record_runs(info: dict, keep: dict, make_task, keep_names, first: tuple):
+def record_runs(info: dict, keep: dict, keep_names, first: tuple):
     """An ``on_run`` callback for ``uk.run_spread``: stores each model's ``unlearn_info`` in
     ``info[(name, seed, k)]``, the forget images' predicted labels of the models in
     ``keep_names`` in ``keep[(name, seed, k)]``, and all models of the run ``first = (seed, k)``
@@ -43,31 +43,31 @@ def record_runs(info: dict, keep: dict, make_task, keep_names, first: tuple):
 
     Explained in ``book/04_instance_wise.ipynb`` (Section 4)."""
 
-    def on_run(seed, k, models):
-        t = make_task(k, seed)
-        for name, m in models.items():
+    def on_run(run):
+        seed, k = run.seed, run.forget
+        for name, m in run.models.items():
             info[(name, seed, k)] = getattr(m, "unlearn_info", None) or {}
             if name in keep_names:
-                keep[(name, seed, k)] = predict(m, t.forget_set()[0]).argmax(1).cpu()
+                keep[(name, seed, k)] = predict(m, run.task.forget_set()[0]).argmax(1).cpu()
         if (seed, k) == tuple(first):
-            keep["models"] = models
+            keep["models"] = run.models
 
     return on_run
 
 
-def record_relabelled(store: dict, make_task, labels_from: str = "CORRECT"):
+def record_relabelled(store: dict, labels_from: str = "CORRECT"):
     """An ``on_run`` callback for ``uk.run_spread``: ``store[(name, seed, k)]`` = % of the forget
     images each model predicts as its new label (the labels the run's ``labels_from`` model drew,
     the same for every variant of one run).
 
     Explained in ``book/04_instance_wise.ipynb`` (Section 6, relabel)."""
 
-    def on_run(seed, k, models):
-        new = torch.as_tensor(models[labels_from].unlearn_info["new_labels"])
-        xs = make_task(k, seed).forget_set()[0]
-        for name, m in models.items():
+    def on_run(run):
+        new = torch.as_tensor(run.models[labels_from].unlearn_info["new_labels"])
+        xs = run.task.forget_set()[0]
+        for name, m in run.models.items():
             hit = predict(m, xs).argmax(1).cpu() == new
-            store[(name, seed, k)] = 100 * hit.float().mean().item()
+            store[(name, run.seed, run.forget)] = 100 * hit.float().mean().item()
 
     return on_run
 

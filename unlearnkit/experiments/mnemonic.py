@@ -180,10 +180,10 @@ class Keep:
         self.run = (seed, item)
         self.originals, self.models = {}, {}
 
-    def __call__(self, seed, item, models):
-        self.originals[seed] = models["original"]
-        if (seed, item) == self.run:
-            self.models.update(models)
+    def __call__(self, run):
+        self.originals[run.seed] = run.models["original"]
+        if (run.seed, run.forget) == self.run:
+            self.models.update(run.models)
 
 
 def runs_at(runs: pd.DataFrame, method: str, forget) -> pd.DataFrame:

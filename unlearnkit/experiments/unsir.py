@@ -410,11 +410,11 @@ class Runs:
         """A ``callback`` for UNSIR that keeps a copy of the model after each step."""
         return lambda stage, epoch, m: self._pending.append((variant, stage, copy.deepcopy(m)))
 
-    def on_run(self, tag: str, make_task):
+    def on_run(self, tag: str):
         """The ``on_run`` hook of :func:`unlearnkit.run_spread` for the spread ``tag``."""
 
-        def hook(seed, item, models):
-            t = make_task(item, seed)
+        def hook(run):
+            t, seed, item, models = run.task, run.seed, run.forget, run.models
             target = accuracy(models["original"], *t.forget_set())
             for name, m in models.items():
                 if name != "original":
@@ -443,7 +443,7 @@ class Runs:
             seeds=seeds,
             forget=forget,
             mia=False,
-            on_run=self.on_run(tag, make_task),
+            on_run=self.on_run(tag),
         )
         r = sp.runs
         sp.runs["RT"] = [
