@@ -109,7 +109,8 @@ def quality_one(args) -> dict:
 def _quality_key(cfg: SweepConfig, methods, parts: dict, score: bool) -> str:
     """The cache key of the forget-quality jobs (``score=False``: the configuration, the arguments
     and the code that decides the models' confidences: these jobs, the training and evaluation,
-    each method's) or of the scored table (``score=True``: that, plus the score's module)."""
+    each method's) or of the scored table (``score=True``: that, plus the score's modules)."""
+    from .. import epsilon as emod
     from .. import quality as qmod
     from ..fingerprint import _combine, code_hash, eval_code, method_code, training_code
 
@@ -120,7 +121,7 @@ def _quality_key(cfg: SweepConfig, methods, parts: dict, score: bool) -> str:
         *[method_code(m) for m in methods],
     )
     if score:
-        code = _combine(code, code_hash(qmod, quality))
+        code = _combine(code, code_hash(qmod, emod, quality))
     blob = json.dumps(
         {"cfg": cfg.fingerprint, "methods": list(methods), "code": code, **parts},
         sort_keys=True,
