@@ -12,9 +12,10 @@ import pytest
 import torch
 
 import unlearnkit as uk
+from unlearnkit.access import ACCESS, TaskView, _unwrap, as_task
 from unlearnkit.data import Dataset
 from unlearnkit.methods._registry import REGISTRY, register
-from unlearnkit.tasks import ACCESS, Task, TaskView, _unwrap, as_task
+from unlearnkit.tasks import Task
 
 
 @pytest.fixture

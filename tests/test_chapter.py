@@ -56,6 +56,32 @@ def test_pm_and_paper_cells():
     assert uk.tables.paper_cell((3.0, 1.0)) == "3.0 ± 1.0" and uk.tables.paper_cell(None) == "–"
 
 
+def test_pm_of_and_std_of_summarise_the_finite_runs():
+    assert uk.pm_of([1.0, 2.0, 3.0]) == "2.0 ± 1.0"
+    assert uk.pm_of([5.0]) == "5.0 ± 0.0"  # one run: no spread, shown as 0
+    assert uk.pm_of([1.0, np.nan, 3.0], digits=2) == "2.00 ± 1.41"
+    assert uk.pm_of([np.nan]) == "–" and uk.pm_of(np.array([])) == "–"
+    assert uk.tables.std_of(pd.Series([1.0, 3.0])) == pytest.approx(np.sqrt(2.0))  # ddof=1
+    assert uk.tables.std_of([5.0]) == 0.0 and np.isnan(uk.tables.std_of([]))
+
+
+def test_spread_diffs_subtract_the_retrained_model_of_the_same_run():
+    runs = pd.DataFrame(
+        {
+            "method": ["original", "retrain", "a", "b"] * 2,
+            "seed": [0] * 4 + [1] * 4,
+            "forget": [3] * 8,
+            "acc": [90.0, 80.0, 70.0, np.nan, 92.0, 85.0, 88.0, np.nan],
+            "diverged": [False, False, False, True] * 2,
+        }
+    )
+    d = uk.Spread(runs).diffs("acc")
+    np.testing.assert_allclose(d["a"], [-10.0, 3.0])
+    np.testing.assert_allclose(d["original"], [10.0, 7.0])
+    assert d["b"].size == 0  # every run diverged
+    assert uk.Spread(runs).gap("acc")["a"] == pytest.approx(6.5)
+
+
 def test_runs_of_leaves_out_diverged_runs():
     sp = _spread()
     assert uk.runs_of(sp, "neggrad", "test_forget").tolist() == [50.0, 54.0]

@@ -397,7 +397,7 @@ CASES = [
     ),
     (
         "as_task of a narrow view",
-        lambda d, t, m: uk.tasks.as_task(t.view("forget", "jit")),
+        lambda d, t, m: uk.access.as_task(t.view("forget", "jit")),
         uk.AccessError,
         r"as_task\(\) hands out the whole task only from a full-access view; this view is jit's, with access "
         r"'forget'",

@@ -230,12 +230,6 @@ def test_summary_value_and_row_values_name_every_method_and_metric():
     assert geo.row_values(one, "x", "test_forget")["c6_x_retrain_dr_sd"] == 0.0  # one run: no spread
 
 
-def test_mean_pm_formats_mean_and_sample_std():
-    assert geo.mean_pm([1.0, 2.0, 3.0]) == "2.0 ± 1.0"
-    assert geo.mean_pm([5.0]) == "5.0 ± 0.0"
-    assert geo.mean_pm(np.array([])) == "–"
-
-
 def test_crossed_counts_the_samples_whose_fgsm_step_lands_in_another_class():
     one_d = _linear([[-1.0], [1.0]])
     task = type(
@@ -269,12 +263,6 @@ def test_first_sample_loss_depends_on_the_batch_only_with_batch_statistics():
     assert loss(x[[0, 1]], False) == pytest.approx(loss(x[[0, 2]], False), rel=1e-6)
     assert loss(x[[0, 1]], True) != pytest.approx(loss(x[[0, 2]], True), rel=1e-3)
     assert m.training  # the model itself is left as it was
-
-
-def test_gap_runs_subtracts_the_retrained_model_of_the_same_run():
-    runs = _runs()
-    np.testing.assert_allclose(geo.gap_runs(runs, geo.JIT, "test_retain"), [-8.0, -7.0])
-    assert geo.gap_runs(runs, "nobody", "test_retain").size == 0
 
 
 def test_out_bias_is_the_last_linear_layers_bias():

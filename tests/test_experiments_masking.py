@@ -1,7 +1,5 @@
 """The Fisher-masking chapter's experiment code (unlearnkit.experiments.masking)."""
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,14 +10,6 @@ from unlearnkit.experiments import masking as ex
 
 LIN = dict(n=200, d=20, hub=2, semi=2, specific=4)
 RULES = {"FisherMask": "fisher", "F_f alone": "fisher_forget", "random": "random"}
-
-
-def test_pm_runs():
-    assert ex.pm_runs([1.0, 2.0, 3.0]) == "2.0 ± 1.0"
-    assert ex.pm_runs([5.0]) == "5.0 ± 0.0"  # one run: no spread, shown as 0
-    assert ex.pm_runs([1.0, math.nan, 3.0], digits=2) == "2.00 ± 1.41"
-    assert ex.pm_runs([math.nan]) == "–"
-    assert ex.pm_runs([]) == "–"
 
 
 def test_shared_problem_groups_and_scales():

@@ -203,11 +203,9 @@ def test_per_class_multi_shot_and_posinf(trained_mlp, digits, task0):
     assert np.isfinite(tab.loc[first, "move of +inf entries, tensor_max"])
 
 
-def test_summary_mean_sd_or_zero_and_unlearn_at():
+def test_summary_mean_and_unlearn_at():
     S = pd.DataFrame({"E_F mean": [90.0, 10.0], "E_F std": [1.0, 2.0]}, index=["a", "b"])
     assert ex.summary_mean(S, "b", "E_F") == 10.0
-    assert ex.sd_or_zero(pd.Series([1.0, 3.0])) == pytest.approx(np.sqrt(2.0))  # ddof=1
-    assert ex.sd_or_zero(pd.Series([5.0])) == 0.0
     seen = {}
     method = lambda model, task, **hp: seen.update(model=model, task=task, **hp) or "unlearned"
     assert ex.unlearn_at(0.1, 20.0, method=method, model="m", task="t", codes="c") == "unlearned"

@@ -86,6 +86,5 @@ def test_against_reference_and_identical_groups():
     assert 0.05 < sim[64].mean() < 0.6
 
 
-def test_marker_area_and_spread_text():
+def test_marker_area():
     np.testing.assert_allclose(sd.marker_area([1e-3, 1e3, np.nan]), [15, 400, 15])
-    assert sd.spread_text([1.0, 3.0, np.nan]) == "2.0 ± 1.4" and sd.spread_text([np.nan]) == "–"

@@ -69,12 +69,6 @@ def test_trim_for_dry_run_shortens_only_a_dry_run():
 # ----------------------------------------------------------------------------- formatting
 
 
-def test_pm_cell_shows_a_single_run_with_zero_spread_and_a_missing_value_as_dash():
-    assert ex.pm_cell(12.34, 1.26) == "12.3 ± 1.3"
-    assert ex.pm_cell(12.34, float("nan")) == "12.3 ± 0.0"
-    assert ex.pm_cell(float("nan"), 1.0) == "–"
-
-
 def test_rt_cell_marks_runs_that_hit_the_budget():
     assert ex.rt_cell([3, 5], cap=10) == "4.0 ± 1.4"
     assert ex.rt_cell([3, 11], cap=10) == "≥ 7.0 ± 5.7"

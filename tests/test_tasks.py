@@ -235,7 +235,7 @@ def test_view_of_a_view_and_as_task(task0):
     assert v.access == "forget" and v.method == "m"
     with pytest.raises(uk.AccessError):
         v.retain_set()
-    from unlearnkit.tasks import as_task
+    from unlearnkit.access import as_task
 
     assert as_task(task0.view("full")) is task0 and as_task(task0) is task0
     with pytest.raises(

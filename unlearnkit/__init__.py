@@ -5,6 +5,7 @@ One import in every chapter: ``import unlearnkit as uk``; one call sets the chap
 """
 
 from . import (
+    access,
     attacks,
     bench,
     claims,
@@ -26,6 +27,7 @@ from . import (
     zoo,
 )
 from ._version import __version__
+from .access import ACCESS, AccessError, TaskView
 from .bench import Spread, SpreadRun, format_table, run_methods, run_spread, timed
 from .chapter import Glue, chapter
 from .claims import Word, against_paper, ordering, verdict
@@ -60,13 +62,10 @@ from .profiles import (
     set_seed,
     settings_table,
 )
-from .tables import beside_paper, pm, runs_of
+from .tables import beside_paper, pm, pm_of, runs_of
 from .tasks import (
-    ACCESS,
     TASKS,
-    AccessError,
     Task,
-    TaskView,
     forget_classes,
     forget_instances,
     forget_random,
@@ -77,6 +76,7 @@ from .training import DivergedError, History, accuracy, augment, batches, descen
 from .zoo import CorruptCheckpointWarning, cached, train_or_load
 
 __all__ = [
+    "access",
     "attacks",
     "bench",
     "claims",
@@ -151,6 +151,7 @@ __all__ = [
     "settings_table",
     "beside_paper",
     "pm",
+    "pm_of",
     "runs_of",
     "ACCESS",
     "TASKS",

@@ -232,12 +232,20 @@ class Spread:
         out.index.name = "method"
         return out.rename(columns=names or {})
 
+    def diffs(self, metric: str) -> dict:
+        """Per method, one value per run that did not diverge (in run order): its ``metric`` minus
+        the reference's (retrain's) in the same seed and forget set; an empty array for a method
+        whose every run diverged."""
+        ref = self.runs[self.runs["method"] == self.reference].set_index(["seed", "forget"])[metric]
+        ok = self.runs[~self.runs["diverged"].astype(bool)]
+        base = np.array([ref.get((s, f), np.nan) for s, f in zip(ok["seed"], ok["forget"])], dtype=float)
+        d = ok[metric].to_numpy(float) - base
+        return {m: d[(ok["method"] == m).to_numpy()] for m in self.methods}
+
     def gap(self, metric: str) -> pd.Series:
         """Mean |metric − retrain's metric| per method, matched on seed and forget set."""
-        ref = self.runs[self.runs["method"] == self.reference].set_index(["seed", "forget"])[metric]
-        r = self.runs[~self.runs["diverged"]].copy()
-        r["_ref"] = [ref.get((s, f), np.nan) for s, f in zip(r["seed"], r["forget"])]
-        return (r[metric] - r["_ref"]).abs().groupby(r["method"], sort=False).mean().reindex(self.methods)
+        d = self.diffs(metric)
+        return pd.Series({m: np.nanmean(np.abs(v)) if len(v) else np.nan for m, v in d.items()}, dtype=float)
 
     def per(self, metric: str, by: str = "forget") -> pd.DataFrame:
         """Mean of ``metric`` per method (rows) and forget class or seed (columns)."""

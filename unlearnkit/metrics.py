@@ -28,7 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import profiles
-from .tasks import Task, as_task
+from .access import as_task
+from .tasks import Task
 from .training import accuracy, fit, predict
 
 EPS = 1e-12

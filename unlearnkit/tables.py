@@ -1,4 +1,5 @@
-"""Tables the chapters share: mean ± std cells, and our numbers beside a paper's.
+"""Tables the chapters share: mean ± std cells (:func:`pm`, :func:`pm_of`), and our numbers
+beside a paper's.
 
 Every chapter puts its spread beside the paper it reproduces (the opening chapter,
 ``book/01_unlearning_problem.ipynb``, explains how to read such a table).
@@ -22,6 +23,22 @@ def pm(mean, std=None, digits: int = 1) -> str:
     if std is None or (isinstance(std, (float, np.floating)) and math.isnan(std)):
         return f"{float(mean):.{digits}f}"
     return f"{float(mean):.{digits}f} ± {float(std):.{digits}f}"
+
+
+def std_of(values) -> float:
+    """The sample standard deviation (``ddof=1``) of the finite ``values``: 0 for one value (a
+    single run has no spread), NaN for none."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else float("nan"))
+
+
+def pm_of(values, digits: int = 1) -> str:
+    """``"mean ± std"`` of the finite ``values`` (runs): the std as :func:`std_of` (``± 0.0`` for
+    one run), ``"–"`` when there is none."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return pm(v.mean(), std_of(v), digits) if len(v) else DASH
 
 
 def paper_cell(value, digits: int = 1) -> str:

@@ -25,12 +25,13 @@ import torch
 import torch.nn as nn
 
 from . import profiles
+from .access import as_task
 from .cache import atomic_save
 from .data import Dataset
 from .fingerprint import training_code
 from .models import build_model, check_finite
 from .profiles import set_seed
-from .tasks import Task, as_task
+from .tasks import Task
 from .training import History, fit
 
 ZOO_VERSION = 1

@@ -262,16 +262,6 @@ def row_values(summary: pd.DataFrame, key: str, which: str, prefix: str = "c6") 
     return out
 
 
-def mean_pm(values, digits: int = 1) -> str:
-    """``"mean ± std"`` of ``values`` (std with ``ddof=1``; 0 for a single value).
-
-    Explained in ``book/06_jit_geometry.ipynb`` (Sections 6 and 10)."""
-    v = np.asarray(values, dtype=float)
-    if not len(v):
-        return pm(None)
-    return pm(v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0, digits)
-
-
 def crossed(model, task, bound: float) -> float:
     """% of the forget samples whose one-step FGSM neighbour (``bound``) lands in another class:
     the samples for which boundary shrinking's "nearest false label" is not the true label.
@@ -311,18 +301,6 @@ def first_sample_loss(
     Explained in ``book/06_jit_geometry.ipynb`` (Section 8)."""
     m = clone(model).train(train)
     return _methods.jit_loss(m, batch, sigma, n_samples, generator=generator, reduction="none")[0].item()
-
-
-def gap_runs(runs: pd.DataFrame, method: str, metric: str) -> np.ndarray:
-    """Per run (seed × forget item): ``metric`` of ``method`` minus the retrained model's; empty
-    when every run of ``method`` diverged.
-
-    Explained in ``book/06_jit_geometry.ipynb`` (Section 10)."""
-    r = runs.assign(forget=lambda t: t["forget"].astype(str))
-    t = r.pivot_table(index=["seed", "forget"], columns="method", values=metric)
-    if method not in t:
-        return np.array([])
-    return (t[method] - t["retrain"]).to_numpy()
 
 
 def out_bias(model) -> torch.Tensor:

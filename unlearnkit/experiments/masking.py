@@ -14,20 +14,11 @@ import torch
 from .. import theory
 from ..metrics import accuracy, unlearn_score
 from ..models import clone
-from ..tables import DASH, pm
+from ..tables import DASH, pm_of
 
 # feature group: (scale in D_f, scale in D_r) of the linear problem
 GROUP_SCALE = {"hub": (5.0, 5.0), "semi": (2.5, 1.0), "specific": (3.0, 0.1), "other": (1.0, 1.0)}
 GROUPS = ("hub", "semi", "specific", "other")
-
-
-def pm_runs(values, digits: int = 1) -> str:
-    """Explained in ``book/05_fisher_masking.ipynb``: ``"mean ± std"`` of values over runs (seeds
-    × forget classes), NaN values left out; the std is 0 for one value, ``"–"`` for none."""
-    v = pd.Series(values, dtype=float).dropna()
-    if not len(v):
-        return DASH
-    return pm(v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0, digits)
 
 
 # ----------------------------------------------------------------------------- Proposition 1
@@ -192,7 +183,7 @@ def table1(cols, sources: dict, paper: pd.DataFrame, methods, retrain: dict, pap
                     v = retrain.get(c, [])
                 else:
                     v = src.loc[label]["epoch" if c == "epochs" else c]
-                row[(name, col)] = pm_runs(v)
+                row[(name, col)] = pm_of(v)
     return pd.DataFrame(rows).T.map(_cell)
 
 
@@ -215,7 +206,7 @@ def stability_table(stab: pd.DataFrame, paper: dict, methods) -> pd.DataFrame:
     for label in methods:
         s = stab.loc[label]
         t2[label] = {
-            (f"Δ {m}", w): (paper[label][i] if w == "paper" else pm_runs(s[m]))
+            (f"Δ {m}", w): (paper[label][i] if w == "paper" else pm_of(s[m]))
             for i, m in enumerate(("remain", "forget", "score"))
             for w in ("paper", "ours")
         }

@@ -205,12 +205,6 @@ def vs_original(table: pd.DataFrame, method: str, words, margin: float = 1.0):
     return verdict(*pair, paired=pair.shape[1] > 1, margin=margin, words=words)
 
 
-def sd_or_zero(values) -> float:
-    """The sample standard deviation (``ddof=1``) of ``values``, 0 for a single value.
-    Explained in ``book/02_mnemonic_codes.ipynb``."""
-    return values.std(ddof=1) if len(values) > 1 else 0.0
-
-
 def headline(sp, paper_data: str) -> pd.DataFrame:
     """Tables 2–3: the paper's ``A_R``, ``E_F`` and MIA AUC on ``paper_data`` beside ours (mean ±
     std over the runs), with our wall time and number of runs; ``–`` where one side has none."""

@@ -11,7 +11,6 @@ import pandas as pd
 
 from ..claims import Word, verdict
 from ..methods import REGISTRY, applicable
-from ..tables import pm
 
 # the three accuracies whose distance to the retrained model ranks a method
 GAP_SETS = ("train_forget", "train_retain", "test_retain")
@@ -22,12 +21,9 @@ ACCESS_ORDER = ("class_ids", "retain_subset", "forget", "forget+retain_subset", 
 def run_gaps(spread) -> dict:
     """Per method, one value per run that did not diverge: the mean over :data:`GAP_SETS` of
     |accuracy − the retrained model's|, matched on seed and forget item (percentage points)."""
-    r = spread.runs
-    ref = r[r["method"] == spread.reference].set_index(["seed", "forget"])
-    ok = r[~r["diverged"].astype(bool)]
-    keys = list(zip(ok["seed"], ok["forget"]))
-    d = sum(np.abs(ok[s].to_numpy(float) - ref.loc[keys, s].to_numpy(float)) for s in GAP_SETS) / 3
-    return {m: d[(ok["method"] == m).to_numpy()] for m in dict.fromkeys(ok["method"])}
+    d = {s: spread.diffs(s) for s in GAP_SETS}
+    ran = [m for m in spread.methods if len(d[GAP_SETS[0]][m])]  # not every run diverged
+    return {m: sum(np.abs(d[s][m]) for s in GAP_SETS) / len(GAP_SETS) for m in ran}
 
 
 def closer(gaps: dict, a: str, b: str) -> Word:
@@ -136,10 +132,3 @@ def marker_area(seconds, lo: float = 15, hi: float = 400) -> np.ndarray:
     v = np.log10(np.clip(np.asarray(seconds, dtype=float), 1e-3, None))
     v = np.nan_to_num(v, nan=-3.0)
     return lo + (hi - lo) * (np.clip(v, -3, 3) + 3) / 6
-
-
-def spread_text(values, digits: int = 1) -> str:
-    """``"mean ± std"`` of the finite values (``"–"`` when there are none)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    return pm(v.mean() if len(v) else None, v.std(ddof=1) if len(v) > 1 else None, digits)

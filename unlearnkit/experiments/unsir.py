@@ -10,7 +10,6 @@ code of its figures.
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 import pandas as pd
@@ -21,229 +20,26 @@ from .. import models as _models
 from ..bench import run_spread
 from ..claims import verdict
 from ..methods import error_maximizing_noise, unsir
-from ..tables import DASH, pm
+from ..tables import DASH, pm_of, std_of
 from ..tasks import forget_classes
 from ..training import accuracy, predict
 from ..zoo import train_or_load
 
-# ---------------------------------------------------------------------------------------------
-# settings
-# ---------------------------------------------------------------------------------------------
-
-#: The authors' UNSIR settings on CIFAR-10 (noise, impair, repair).
-PAPER_UNSIR = dict(
-    n_per_class=1000,
-    noise_batch=256,
-    noise_copies=20,
-    noise_steps=40,
-    noise_lr=0.1,
-    lam=0.1,
-    impair_lr=0.02,
-    repair_lr=0.01,
-    batch_size=256,
+# the settings and the paper's numbers (re-exported: the chapter reads ``ex.CONFIGS``, ...)
+from .unsir_settings import (  # noqa: F401
+    CONFIGS,
+    DIGITS,
+    PAPER_MULTI,
+    PAPER_T1,
+    PAPER_T5,
+    PAPER_T6,
+    PAPER_T7,
+    PAPER_T8,
+    PAPER_T9,
+    PAPER_UNSIR,
+    TABLE1_SETS,
+    trim_for_dry_run,
 )
-#: The class sets of the paper's Table 1, by number of classes forgotten.
-TABLE1_SETS = {"1": [0], "2": [1, 2], "4": [3, 4, 5, 6], "7": [3, 4, 5, 6, 7, 8, 9]}
-DIGITS = dict(
-    dataset="digits",
-    archs=["cnn"],
-    model_kwargs={"cnn": {"width": 16}},
-    train=dict(epochs=15, lr=0.05, batch_size=64, weight_decay=5e-4, schedule="cosine"),
-    unsir=dict(PAPER_UNSIR, n_per_class=100, noise_batch=64, noise_copies=5, batch_size=32),
-    finetune=dict(epochs=5, lr=0.02),
-    neggrad=dict(epochs=1, lr=0.01),
-    fisher_forgetting=dict(alpha=1e-6, n_samples=500),
-    relearn=dict(max_epochs=30, lr=0.01, n_per_epoch=500),
-    forget=0,
-    n_seeds=3,
-    spread_forget=[0, 3, 5],
-    multi_sets=TABLE1_SETS,
-    n_show_noise=10,
-    sequential=[0, 1, 2],
-    sweep_impair_lr=[1.0, 0.1, 0.01, 0.001],
-    sweep_repair_lr=[1.0, 0.1, 0.01, 0.001],
-    sweep_share=[0.01, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0],
-    sweep_lam=[0.0, 0.001, 0.01, 0.1, 1.0, 10.0],
-    repair_steps=3,
-)
-#: The chapter's settings per profile (``P.config(CONFIGS)``).
-CONFIGS = {
-    "smoke": dict(
-        DIGITS,
-        model_kwargs={"cnn": {"width": 8}},
-        sequential=[0, 1],
-        train=dict(DIGITS["train"], epochs=8),
-        n_seeds=1,
-        spread_forget=[0],
-        multi_sets={k: TABLE1_SETS[k] for k in ("1", "2")},
-        relearn=dict(max_epochs=5, lr=0.01, n_per_epoch=500),
-        sweep_impair_lr=[0.1],
-        sweep_repair_lr=[0.1, 0.01],
-        sweep_share=[0.1, 0.7],
-        sweep_lam=[0.0, 0.1],
-        repair_steps=2,
-    ),
-    "quick": DIGITS,
-    "full": dict(
-        DIGITS,
-        dataset="cifar10",
-        archs=["resnet18", "allcnn"],
-        model_kwargs={"resnet18": {}, "allcnn": {}},
-        train=dict(
-            epochs=40,
-            lr=0.01,
-            optimizer="adam",
-            weight_decay=1e-4,
-            clip_grad=0.1,
-            batch_size=256,
-            schedule="constant",
-            augment=False,
-        ),
-        unsir=PAPER_UNSIR,
-        fisher_forgetting=dict(alpha=1e-6, n_samples=1000),
-        relearn=dict(max_epochs=100, lr=0.01, n_per_epoch=500),
-        n_seeds=2,
-        spread_forget=[0, 3, 5],
-    ),
-}
-
-
-def trim_for_dry_run(cfg, P) -> None:
-    """Shorten ``cfg`` in place for a dry run (which checks the code path on a CPU): one run per
-    table and short sweeps. The repair sweep keeps its largest rate and the paper's, which
-    Tables 5–6 compare. Nothing changes outside a dry run."""
-    if not P.dry_run:
-        return
-    for k in ("sweep_impair_lr", "sweep_share", "sweep_lam"):
-        setattr(cfg, k, P.few(getattr(cfg, k), n=2))
-    cfg.sweep_repair_lr = sorted({max(cfg.sweep_repair_lr), cfg.unsir["repair_lr"]}, reverse=True)
-    cfg.n_seeds, cfg.spread_forget, cfg.archs = 1, P.few(cfg.spread_forget), cfg.archs[:1]
-    cfg.multi_sets = {k: cfg.multi_sets[k] for k in ("1", "2")}  # one and several classes
-    cfg.sequential, cfg.repair_steps = P.few(cfg.sequential, n=2), 1
-    cfg.unsir = dict(cfg.unsir, noise_batch=8)
-
-
-# ---------------------------------------------------------------------------------------------
-# the paper's numbers (CIFAR-10)
-# ---------------------------------------------------------------------------------------------
-
-#: Tables 1 and 2, class 0: (A_Dr, A_Df, RT) per method; ">100" epochs stored as 101.
-PAPER_T1 = {
-    "ResNet18": {
-        "original": (77.86, 81.01, None),
-        "retrain": (78.32, 0.0, 77),
-        "finetune": (78.11, 24.55, 8),
-        "neggrad": (66.67, 7.44, 54),
-        "fisher_forgetting": (10.85, 0.0, None),
-        "unsir": (71.06, 0.0, 90),
-    },
-    "AllCNN": {
-        "original": (82.64, 91.02, None),
-        "retrain": (85.90, 0.0, 101),
-        "finetune": (85.01, 31.07, 12),
-        "neggrad": (42.39, 13.47, 18),
-        "fisher_forgetting": (7.61, 0.0, None),
-        "unsir": (73.90, 0.0, 101),
-    },
-}
-#: Table 1: (A_Dr, A_Df) per number of forgotten classes and method.
-PAPER_MULTI = {
-    "ResNet18": {
-        "1": {
-            "original": (77.86, 81.01),
-            "retrain": (78.32, 0),
-            "finetune": (78.11, 24.55),
-            "neggrad": (66.67, 7.44),
-            "unsir": (71.06, 0),
-        },
-        "2": {
-            "original": (78.00, 78.65),
-            "retrain": (79.15, 0),
-            "finetune": (79.53, 31.59),
-            "neggrad": (72.12, 0.05),
-            "unsir": (73.61, 0),
-        },
-        "4": {
-            "original": (81.42, 73.45),
-            "retrain": (85.88, 0),
-            "finetune": (85.49, 41.45),
-            "neggrad": (54.84, 0.02),
-            "unsir": (76.63, 0),
-        },
-        "7": {
-            "original": (79.36, 77.58),
-            "retrain": (91.39, 0),
-            "finetune": (79.27, 77.71),
-            "neggrad": (31.87, 0.19),
-            "unsir": (82.86, 0),
-        },
-    },
-    "AllCNN": {
-        "1": {
-            "original": (82.64, 91.02),
-            "retrain": (85.90, 0),
-            "finetune": (85.01, 31.07),
-            "neggrad": (42.39, 13.47),
-            "unsir": (73.90, 0),
-        },
-        "2": {
-            "original": (84.27, 79.74),
-            "retrain": (85.21, 0),
-            "finetune": (86.45, 35.45),
-            "neggrad": (44.25, 2.20),
-            "unsir": (80.76, 0),
-        },
-        "4": {
-            "original": (87.06, 78.00),
-            "retrain": (91.86, 0),
-            "finetune": (91.75, 53.66),
-            "neggrad": (22.00, 1.44),
-            "unsir": (80.21, 0),
-        },
-        "7": {
-            "original": (83.30, 83.31),
-            "retrain": (94.47, 0),
-            "finetune": (83.29, 83.28),
-            "neggrad": (22.96, 0),
-            "unsir": (85.21, 0),
-        },
-    },
-}
-#: Table 5 (repair lr 0.01), per impair lr: (R18 A_Dr, R18 A_Df, AllCNN A_Dr, AllCNN A_Df).
-PAPER_T5 = {
-    1.0: (37.86, 0, 14.91, 0),
-    0.1: (41.07, 0, 28.5, 0),
-    0.01: (71.47, 0, 70.38, 0),
-    0.001: (69.45, 0.80, 74.61, 3.35),
-}
-#: Table 6 (impair lr 0.02), per repair lr: as :data:`PAPER_T5`.
-PAPER_T6 = {
-    1.0: (10.94, 0, 12.02, 0),
-    0.1: (19.83, 0, 9.84, 0),
-    0.01: (70.91, 0, 68.70, 0),
-    0.001: (75.97, 2.3, 84.17, 2.72),
-}
-#: Table 7: dist(original, unsir), dist(original, retrain), dist(unsir, retrain).
-PAPER_T7 = {"ResNet18": [164.06, 81.96, 185.14], "AllCNN": [41.44, 78.38, 92.5]}
-#: Table 8, ResNet-18 after repair, per share of D_r kept: (A_Dr, A_Df).
-PAPER_T8 = {
-    0.01: (34.81, 0.89),
-    0.1: (64.45, 0),
-    0.2: (67.05, 0),
-    0.3: (70.82, 0),
-    0.4: (71.91, 0),
-    0.5: (73.07, 0),
-    0.6: (74.03, 0),
-}
-#: Table 9, A_Dr per λ: (ResNet-18, AllCNN).
-PAPER_T9 = {
-    10.0: (70.96, 78.21),
-    1.0: (68.34, 76.92),
-    0.1: (71.06, 76.16),
-    0.01: (70.04, 74.28),
-    0.001: (71.47, 76.55),
-    0.0: (67.03, 76.07),
-}
 
 # ---------------------------------------------------------------------------------------------
 # small measurements
@@ -314,8 +110,7 @@ def paired_verdict(a, b, **kw):
 def mean_sd(name: str, values) -> dict:
     """``{name: mean, name_sd: standard deviation}`` of runs, for one glue call (the standard
     deviation is 0 for a single run)."""
-    v = np.asarray(values, float)
-    return {name: float(v.mean()), f"{name}_sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    return {name: float(np.mean(values)), f"{name}_sd": std_of(values)}
 
 
 def append_step(trace: list, task, stage: str, epoch: int, model) -> None:
@@ -357,17 +152,10 @@ def n_kept(share: float, n_min: int) -> int:
     return max(1, round(share * n_min))
 
 
-def pm_cell(mu, sd) -> str:
-    """``mean ± std`` with one digit; a missing spread (one run) shows as ``± 0.0``."""
-    return pm(mu, 0.0 if sd is None or (isinstance(sd, float) and math.isnan(sd)) else sd, 1)
-
-
 def pm_table(df: pd.DataFrame, by, cols) -> pd.DataFrame:
     """``mean ± std`` of ``cols`` over the rows of ``df``, grouped by ``by`` (groups in order of
     appearance)."""
-    g = df.groupby(by, sort=False)[cols]
-    mu, sd = g.mean(), g.std()
-    return pd.DataFrame({c: [pm_cell(a, b) for a, b in zip(mu[c], sd[c])] for c in cols}, index=mu.index)
+    return df.groupby(by, sort=False)[cols].agg(pm_of)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +167,7 @@ def rt_cell(values, cap: int) -> str:
     """Relearn times over runs as ``mean ± std``, led by ``≥`` when a run hit the budget of
     ``cap`` epochs (counted as ``cap + 1``); ``–`` without runs."""
     v = pd.Series(values, dtype=float).dropna()
-    return DASH if v.empty else ("≥ " if (v > cap).any() else "") + pm_cell(v.mean(), v.std())
+    return DASH if v.empty else ("≥ " if (v > cap).any() else "") + pm_of(v)
 
 
 def capped(values, cap: int) -> str:
@@ -496,11 +284,11 @@ def multi_table(sp, arch: str, cap: int):
     ``std`` are per (forget set, method) over the runs that did not diverge."""
     ok = sp.runs[~sp.runs["diverged"]]
     g = ok.groupby(["forget", "method"], sort=False)[["test_retain", "test_forget", "RT"]]
-    mu, sd = g.mean(), g.std()
+    mu, sd, cells = g.mean(), g.std(), g.agg(pm_of)
     rows = {}
     for k, m in mu.index:
         row = {
-            (lab, f"ours ({arch})"): pm_cell(mu.loc[(k, m), c], sd.loc[(k, m), c])
+            (lab, f"ours ({arch})"): cells.loc[(k, m), c]
             for c, lab in [("test_retain", "A_Dr"), ("test_forget", "A_Df")]
         }
         for i, lab in enumerate(["A_Dr", "A_Df"]):

@@ -4,6 +4,7 @@ each registered with one record (access level, tasks, presets, colour; see ``_re
 from ._registry import REGISTRY, Method, applicable, get_method, record, register, report, runtime
 from .baselines import finetune, fisher_forgetting, neggrad, random_labels, retrain
 from .boundary import boundary_shrink, nearest_false_labels, relabel, runner_up_labels
+from .codes import mnemonic_codes, mnemonic_hook, train_with_codes
 from .instance import continual_unlearn, instance_unlearn
 from .jit import jit, jit_loss, model_information, sample_information
 from .masking import (
@@ -19,11 +20,8 @@ from .mnemonic import (
     class_fisher,
     importance_ratio,
     mnemonic,
-    mnemonic_codes,
-    mnemonic_hook,
     mnemonic_with_data,
     step_sizes,
-    train_with_codes,
 )
 from .unsir import error_maximizing_noise, impair_set, unsir
 

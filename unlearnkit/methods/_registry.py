@@ -10,7 +10,7 @@ the plain function so that the call
   runs (an unknown name is a ``TypeError`` that lists the accepted ones),
 * works on a deep copy of ``model`` (the caller's model is never mutated),
 * gives the function ``TaskView(task, access)``: asking for data beyond the access level raises
-  :class:`~unlearnkit.tasks.AccessError`,
+  :class:`~unlearnkit.access.AccessError`,
 * seeds every random number generator from ``seed`` (``None``: the active profile's) inside a
   fork of the caller's random state, which is restored afterwards: a method never moves the
   caller's global random state, and the same seed gives the same model,
@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..access import ACCESS, ACCESS_DESCRIPTION, TaskView
 from ..models import check_finite, clone
-from ..tasks import ACCESS, ACCESS_DESCRIPTION, TASKS, TaskView
+from ..tasks import TASKS
 from ..training import DivergedError, check_diverged, check_outputs
 
 REGISTRY: dict = {}

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from .. import validate
 from ..training import accuracy, batches, descend, train_batch_size
 from ._registry import register, report, seed_or_active
-from .mnemonic import _normalisation
+from .codes import _normalisation
 
 
 def _in_shape(model: nn.Module, input_shape=None) -> tuple:
