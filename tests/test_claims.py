@@ -83,3 +83,14 @@ def test_a_dry_run_does_not_judge_runs_without_numbers():
         uk.profiles.reset()
     with pytest.raises(ValueError, match="diverge"):
         uk.verdict([float("nan")], [1.0])
+
+
+def test_verdict_pairs_runs_automatically_when_both_sides_have_aligned_runs():
+    a, b = [90.0, 91.0, 92.0, 93.0], [89.0, 90.5, 91.0, 92.0]  # close means, consistent gaps
+    assert uk.verdict(a, b) == "tie"  # the spread rule cannot tell them apart
+    assert uk.verdict(a, b, paired="auto") == "better"  # the paired test can
+    assert uk.verdict(b, a, paired="auto", words=("up", "down", "same")) == "down"
+    assert uk.verdict([5.0], [5.0], paired="auto") == "tie"  # one run each: the spread rule
+    assert uk.verdict([90.0, 91.0], [80.0, 81.0, 82.0], paired="auto") == "better"  # not aligned
+    with pytest.raises(ValueError, match="'auto'"):
+        uk.verdict(a, b, paired="yes")

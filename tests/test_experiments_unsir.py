@@ -92,13 +92,6 @@ def test_mean_sd_and_pm_table():
     assert t.loc["b", "v"] == "2.0 ± 1.4" and t.loc["a", "v"] == "5.0 ± 0.0"
 
 
-def test_paired_verdict_pairs_runs_and_uses_the_words():
-    a, b = [90.0, 91.0, 92.0, 93.0], [10.0, 12.0, 11.0, 13.0]
-    assert ex.paired_verdict(a, b, words=("up", "down", "same")) == "up"
-    assert ex.paired_verdict(b, a, words=("up", "down", "same")) == "down"
-    assert ex.paired_verdict([5.0], [5.0], words=("up", "down", "same")) == "same"
-
-
 # ----------------------------------------------------------------------------- tables
 
 

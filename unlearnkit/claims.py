@@ -104,7 +104,7 @@ def verdict(
     *,
     higher_is_better: bool = True,
     margin: float = 0.0,
-    paired: bool = False,
+    paired: bool | str = False,
     alpha: float = 0.05,
     words: Sequence[str] | None = None,
 ) -> Word:
@@ -118,6 +118,8 @@ def verdict(
     Spread rule (default): |mean_a − mean_b| must exceed std_a + std_b (sample std over runs).
     Paired rule (``paired=True``, equal lengths ≥ 2, runs aligned): a two-sided paired t-test at
     level ``alpha``; when every paired difference is equal (zero spread), their sign decides.
+    ``paired="auto"``: the paired rule when ``a`` and ``b`` are equally long sequences of at least
+    2 runs (a spread over seeds), the spread rule otherwise (one run each, a dry run).
     ``words`` replaces ``("better", "worse", "tie")``, e.g. ``("higher", "lower", "about the same")``.
     """
     better, worse, tie = _words(words, ("better", "worse", "tie"))
@@ -128,6 +130,11 @@ def verdict(
     diff = ma - mb
     sign = 1.0 if higher_is_better else -1.0
     details = dict(mean_a=ma, std_a=sa, n_a=na, mean_b=mb, std_b=sb, n_b=nb, diff=diff, margin=margin)
+    if paired == "auto":
+        na_, nb_ = np.size(a), np.size(b)
+        paired = na_ == nb_ and na_ >= 2
+    elif not isinstance(paired, bool):
+        raise ValueError(f"paired must be True, False or 'auto', got {paired!r}.")
     if paired:
         xa = np.asarray(a, dtype=float).ravel()
         xb = np.asarray(b, dtype=float).ravel()

@@ -18,7 +18,6 @@ import torch
 from .. import metrics as _metrics
 from .. import models as _models
 from ..bench import run_spread
-from ..claims import verdict
 from ..methods import error_maximizing_noise, unsir
 from ..tables import DASH, pm_of, std_of
 from ..tasks import forget_classes
@@ -99,12 +98,6 @@ def total_distance(a, b) -> float:
     ``sqrt(sum of the squared per-tensor distances of`` :func:`unlearnkit.weight_distance` ``)``."""
     return float(np.sqrt((_metrics.weight_distance(a, b)["distance"].to_numpy(float) ** 2).sum()))
 
-
-def paired_verdict(a, b, **kw):
-    """:func:`unlearnkit.verdict` on aligned runs (same seeds and classes): a paired t-test from
-    two runs on, the spread rule with one."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return verdict(a, b, paired=len(a) >= 2, **kw)
 
 
 def mean_sd(name: str, values) -> dict:
