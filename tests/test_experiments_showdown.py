@@ -78,7 +78,7 @@ def test_with_inapplicable_appends_n_a_rows_with_their_access():
 
 def test_against_reference_and_identical_groups():
     tab = pd.DataFrame({"F": [0.2, 0.25, 0.0], "F std": [0.03, 0.03, 0.0]}, index=["ref", "a", "b"])
-    assert sd.against_reference(tab, "a", "ref") == "level with"
+    assert sd.against_reference(tab, "a", "ref") == "not distinguishable from"
     assert sd.against_reference(tab, "b", "ref") == "below"
     sim = sd.identical_groups((8, 64), 30, seed=0)
     assert set(sim) == {8, 64} and all(len(h) == 30 for h in sim.values())

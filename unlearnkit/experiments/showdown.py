@@ -103,12 +103,12 @@ def quality_display(tab: pd.DataFrame, names: dict | None = None) -> pd.DataFram
 
 
 def against_reference(tab: pd.DataFrame, method: str, reference: str) -> Word:
-    """``level with``, ``above`` or ``below``: the method's F against the reference's, by the
+    """``not distinguishable from``, ``above`` or ``below``: the method's F against the reference's, by the
     spread rule of :func:`unlearnkit.verdict` on the bootstrap std (|ΔF| > std_a + std_b)."""
     f, s = tab["F"].astype(float), tab["F std"].astype(float)
     d = f[method] - f[reference]
     if abs(d) <= s[method] + s[reference]:
-        return Word("level with")
+        return Word("not distinguishable from")
     return Word("above" if d > 0 else "below")
 
 

@@ -99,7 +99,6 @@ def total_distance(a, b) -> float:
     return float(np.sqrt((_metrics.weight_distance(a, b)["distance"].to_numpy(float) ** 2).sum()))
 
 
-
 def mean_sd(name: str, values) -> dict:
     """``{name: mean, name_sd: standard deviation}`` of runs, for one glue call (the standard
     deviation is 0 for a single run)."""
