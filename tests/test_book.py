@@ -215,6 +215,31 @@ def test_write_back_refreshes_book_only_when_asked(tmp_path, monkeypatch):
     assert "'UNLEARNKIT_DRY_RUN': None" in out
 
 
+BUDGET_CELL = """
+import torch
+import unlearnkit as uk
+P, glue = uk.chapter("c1")
+m = uk.build_model("mlp", in_shape=(8,), num_classes=2, device="cpu")
+with torch.no_grad():
+    m(torch.zeros(500, 8))
+"""
+
+
+def test_the_runner_collects_what_each_chapter_cost(tmp_path, monkeypatch, capsys):
+    from unlearnkit import book, budget, build_model
+
+    root = _toy_book(tmp_path / "repo", {"01_cost": [BUDGET_CELL], "02_free": ["x = 1"]})
+    monkeypatch.setattr(book, "build", lambda src, out: None)
+    monkeypatch.delenv("UNLEARNKIT_DRY_RUN", raising=False)
+    assert book.main(["--root", str(root), "--profile", "smoke", "--no-render"]) == 0
+    doc = json.loads((root / "_build" / "run" / "budget.json").read_text())
+    assert list(doc) == ["01_cost"]  # a chapter that never set up its ledger is not listed
+    mlp = budget.macs(build_model("mlp", in_shape=(8,), num_classes=2, device="cpu"), (8,))
+    assert doc["01_cost"]["eval"] == pytest.approx(500 * mlp / (50_000 * budget.reference_macs() * 3))
+    assert doc["01_cost"]["limit"] == 150
+    assert "epoch-equivalents" in capsys.readouterr().out
+
+
 def test_dry_run_refuses_write_back(tmp_path):
     from unlearnkit import book
 
@@ -231,6 +256,7 @@ def test_ci_runs_the_readme_test_command_and_the_dry_run():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert command in ci, ".ci/run must run README section 2's test command exactly as written"
     assert any("-m unlearnkit.book --profile full --dry-run" in line for line in ci)
+    assert any("-m unlearnkit.colab --fresh-env" in line for line in ci)  # the reader's Colab path
 
 
 # chapters whose stored outputs predate execution stamps and have not been re-executed since;

@@ -197,6 +197,11 @@ def _cheap_hp(name):
         "mnemonic": dict(codes=None),
         "mnemonic_with_data": dict(n_per_class=5),
         "unsir": dict(n_per_class=5, noise_batch=4, noise_copies=1, noise_steps=1),
+        "scrub": dict(epochs=1, msteps=1, batch_size=64, forget_batch_size=16),
+        "neggrad_plus": dict(epochs=1, batch_size=64),
+        "salun": dict(epochs=1, batch_size=64),
+        "l1_sparse": dict(epochs=1, batch_size=64),
+        "ssd": dict(n_samples=100),
     }[name]
 
 

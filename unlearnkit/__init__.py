@@ -8,6 +8,7 @@ from . import (
     access,
     attacks,
     bench,
+    budget,
     claims,
     data,
     fisher,
@@ -78,6 +79,7 @@ from .zoo import CorruptCheckpointWarning, cached, train_or_load
 __all__ = [
     "access",
     "attacks",
+    "budget",
     "bench",
     "claims",
     "data",

@@ -286,6 +286,8 @@ def _clock(s: float) -> str:
 
 
 def _execute_once(nb: Path, env: dict, timeout: float | None) -> Result:
+    # the chapter writes what its model calls cost (unlearnkit.budget) next to the copies
+    env = {**env, "UNLEARNKIT_BUDGET": str(nb.parent.parent / "budget" / f"{nb.stem}.json")}
     try:
         with environment(env):
             return Result(nb.stem, execute(nb, timeout=timeout))
@@ -421,6 +423,14 @@ def main(argv=None) -> int:
     results = run_chapters(root, work, env, a.only, timeout, a.write_back)
     print()
     print(summary(results, f"{mode}profile {env.get('UNLEARNKIT_PROFILE', '(hardware default)')}:"))
+    from . import budget
+
+    cost = budget.collect(work / "budget", [r.chapter for r in results])
+    if cost:
+        budget.save(work / "budget.json", cost)
+        what = "counted in this dry run (loops capped: not the cost of full)" if a.dry_run else "of this run"
+        print(f"\nEE (ResNet-18 CIFAR-10 epoch-equivalents) {what}, also in {work / 'budget.json'}:")
+        print(budget.table(cost))
     failed = [r for r in results if not r.ok]
     if failed:
         print(f"\n{len(failed)} chapter(s) failed; the executed copies are in {work}", file=sys.stderr)

@@ -17,11 +17,13 @@ two chapters apart. Without myst-nb (a reader's Colab) the values are only kept 
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 
-from . import plots, profiles
+from . import budget, plots, profiles
 from .claims import Word
 
 
@@ -96,4 +98,8 @@ def chapter(
     and the chapter's :class:`Chapter` glue (``glue.seconds()``: its clock)."""
     P = profiles.profile(profile, seed=seed, quiet=quiet)
     plots.setup()
+    where = os.environ.get("UNLEARNKIT_BUDGET")
+    if where:  # the book runner collects what the chapter's model calls cost (unlearnkit.budget)
+        budget.ledger().reset()
+        budget.write_after_each_cell(Path(where))
     return P, Chapter(prefix)

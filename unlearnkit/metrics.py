@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import profiles
+from . import budget, profiles
 from .access import as_task
 from .tasks import Task
 from .training import accuracy, fit, predict
@@ -234,6 +234,7 @@ def _mia_loss_auc(L: _Logits) -> float:
 # ----------------------------------------------------------------------------- relearn time
 
 
+@budget.counts("relearn")
 def relearn_time(
     model: nn.Module,
     task: Task,
@@ -327,6 +328,7 @@ def evaluate_one(model: nn.Module, task: Task, mia: bool = True, logits: _Logits
     return row
 
 
+@budget.counts("eval")
 def evaluate(models, task: Task, mia: bool = True, reference: str | None = "retrain") -> pd.DataFrame:
     """One row per model: the four accuracies (%), E_F, unlearn score, both MIA variants and the
     method's wall time. With a ``reference`` model in ``models`` (default ``"retrain"``), adds the

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from . import profiles
+from . import budget, profiles
 from .access import as_task
 from .cache import atomic_save
 from .data import Dataset
@@ -147,6 +147,7 @@ def cached(
     return model
 
 
+@budget.counts("train")
 def train_or_load(
     task: Task | Dataset,
     which: str = "original",

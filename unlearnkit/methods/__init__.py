@@ -7,6 +7,7 @@ from .boundary import boundary_shrink, nearest_false_labels, relabel, runner_up_
 from .codes import mnemonic_codes, mnemonic_hook, train_with_codes
 from .instance import continual_unlearn, instance_unlearn
 from .jit import jit, jit_loss, model_information, sample_information
+from .l1_sparse import l1_sparse
 from .masking import (
     fisher_noise,
     mask,
@@ -23,6 +24,9 @@ from .mnemonic import (
     mnemonic_with_data,
     step_sizes,
 )
+from .salun import saliency_mask, salun
+from .scrub import neggrad_plus, scrub
+from .ssd import ssd
 from .unsir import error_maximizing_noise, impair_set, unsir
 
 __all__ = [
@@ -70,3 +74,4 @@ __all__ += [
     "replay_finetune",
     "fisher_noise",
 ]
+__all__ += ["scrub", "neggrad_plus", "salun", "saliency_mask", "l1_sparse", "ssd"]

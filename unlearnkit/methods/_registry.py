@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import budget
 from ..access import ACCESS, ACCESS_DESCRIPTION, TaskView
 from ..models import check_finite, clone
 from ..tasks import TASKS
@@ -219,7 +220,7 @@ def register(
             work.__dict__.pop("unlearn_info", None)
             _sync(work)
             t0 = time.perf_counter()
-            with globals()["seeded"](seed):
+            with globals()["seeded"](seed), budget.kind("unlearn"):
                 try:
                     out = fn(work, view, seed=seed, **hp) if takes_seed else fn(work, view, **hp)
                 except DivergedError as e:
