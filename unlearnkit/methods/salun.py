@@ -1,4 +1,4 @@
-"""SalUn: saliency-based unlearning (Fan, Liu, Zhang, Wei, Wong, Liu, *SalUn: Empowering Machine
+"""SalUn: saliency-based unlearning (Fan, Liu, Zhang, Wong, Wei, Liu, *SalUn: Empowering Machine
 Unlearning via Gradient-based Weight Saliency in Both Image Classification and Generation*,
 ICLR 2024).
 
