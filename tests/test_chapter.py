@@ -65,6 +65,12 @@ def test_pm_of_and_std_of_summarise_the_finite_runs():
     assert uk.tables.std_of([5.0]) == 0.0 and np.isnan(uk.tables.std_of([]))
 
 
+def test_count_puts_the_noun_in_the_right_number():
+    assert uk.tables.count(1, "seed") == "1 seed" and uk.tables.count(3, "seed") == "3 seeds"
+    assert uk.tables.count(0, "step") == "0 steps" and uk.tables.count(2.0, "epoch") == "2 epochs"
+    assert uk.tables.count(2, "class", "classes") == "2 classes"
+
+
 def test_spread_diffs_subtract_the_retrained_model_of_the_same_run():
     runs = pd.DataFrame(
         {

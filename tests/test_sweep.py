@@ -543,3 +543,24 @@ def test_the_command_line_refuses_an_unknown_hyper_parameter_before_any_run(tmp_
     assert rc == 2 and "relabel has no hyper-parameter 'lrr': it accepts lr" in err
     assert not out.exists() and not sw.lock_path(out).exists()
     uk.profiles.reset()
+
+
+def test_a_run_without_progress_opens_no_progress_bar(smoke, monkeypatch, capsys):
+    """The sweep shows one bar for all its runs; the loops inside a run (the zoo's, the method's)
+    show none, even where bars are on (a notebook would otherwise get one widget per loop)."""
+    from unlearnkit import fingerprint, profiles
+
+    monkeypatch.setenv("UNLEARNKIT_PROGRESS", "1")
+    cfg = sw.SweepConfig.from_profile("smoke", **SETTINGS)
+    sw.run_one(cfg, sw.Run(task="full-class", forget="0", seed=0, method=sw.REFERENCE))
+    task = sw.make_task(cfg, "full-class", "0", 0)
+    original, _ = sw.prepare(task, dict(cfg.train_kwargs(), progress=False), 0)
+    capsys.readouterr()
+    uk.methods.neggrad(original, task, seed=0, epochs=1)  # outside a run: its bar shows
+    assert "neggrad" in capsys.readouterr().err
+    sw.run_one(cfg, sw.Run(task="full-class", forget="0", seed=0, method="neggrad"))
+    assert "neggrad" not in capsys.readouterr().err
+    assert profiles.progress_default()  # the switch ends with the run
+    # the results' code covers the whole run recipe, the body and the retrain timing included
+    recipe = fingerprint._functions(fingerprint._module("sweep.run"), fingerprint.RECIPE)
+    assert "def _run(" in recipe and "def retrain_seconds(" in recipe

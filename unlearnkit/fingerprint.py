@@ -32,7 +32,7 @@ TRAINING_MODULES = ("models", "training", "data", "tasks")
 # modules whose source decides every row of a results table (on top of the training code)
 EVAL_MODULES = ("metrics", "attacks", "bench", "methods._registry")
 # the sweep's run recipe: these functions of unlearnkit/sweep/run.py (not the whole module)
-RECIPE = ("run_one", "make_task", "prepare", "relearn", "use_profile")
+RECIPE = ("run_one", "_run", "make_task", "prepare", "relearn", "retrain_seconds", "use_profile")
 
 
 def _source(obj) -> str:

@@ -22,6 +22,7 @@ the seed and the caps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
@@ -359,6 +360,21 @@ def dataset_folder(name: str) -> Path | None:
     return Path(v).expanduser() if v else None
 
 
+_QUIET = [0]  # depth of progress_off() blocks
+
+
+@contextlib.contextmanager
+def progress_off():
+    """No progress bars from loops that follow the default inside the block (a sweep run that was
+    asked for none: its methods' own loops would otherwise each open a bar, hundreds per sweep)."""
+    _QUIET[0] += 1
+    try:
+        yield
+    finally:
+        _QUIET[0] -= 1
+
+
 def progress_default() -> bool:
-    """Progress bars on unless ``UNLEARNKIT_PROGRESS=0`` (the book runner and the tests set it)."""
-    return _truthy(_env("PROGRESS", "1"))
+    """Progress bars on unless ``UNLEARNKIT_PROGRESS=0`` (the book runner and the tests set it) or
+    inside :func:`progress_off`."""
+    return not _QUIET[0] and _truthy(_env("PROGRESS", "1"))

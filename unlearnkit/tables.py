@@ -41,6 +41,13 @@ def pm_of(values, digits: int = 1) -> str:
     return pm(v.mean(), std_of(v), digits) if len(v) else DASH
 
 
+def count(n, noun: str, plural: str | None = None) -> str:
+    """``"1 seed"``, ``"3 seeds"``: a count with its noun in the right number (``plural`` for an
+    irregular one, e.g. ``count(2, "class", "classes")``)."""
+    k = int(round(float(n)))
+    return f"{k} {noun if k == 1 else (plural or noun + 's')}"
+
+
 def paper_cell(value, digits: int = 1) -> str:
     """A paper's number as the table shows it: a value, ``(mean, std)``, or ``"–"`` when the
     paper has none."""

@@ -7,6 +7,7 @@ of a task and seed; :func:`unlearnkit.bench.run_spread` (every chapter's spread)
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from ..results import REFERENCE
@@ -83,7 +84,15 @@ def use_profile(cfg: SweepConfig, seed: int) -> None:
 
 def run_one(cfg: SweepConfig | dict, run: Run | dict, progress: bool = False) -> list[dict]:
     """Do one run and return its rows (plain dicts): the method's row, or for the reference run
-    the ``original`` and ``retrain`` rows. Runs anywhere (in-process or on a Ray worker)."""
+    the ``original`` and ``retrain`` rows. Runs anywhere (in-process or on a Ray worker). Without
+    ``progress`` no loop inside the run shows a progress bar (the sweep shows one for all runs)."""
+    from ..profiles import progress_off
+
+    with progress_off() if not progress else contextlib.nullcontext():
+        return _run(cfg, run, progress)
+
+
+def _run(cfg: SweepConfig | dict, run: Run | dict, progress: bool) -> list[dict]:
     from ..bench import run_methods
     from ..fingerprint import run_code
     from ..metrics import accuracy, evaluate
