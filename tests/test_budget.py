@@ -1,6 +1,7 @@
 """What a run costs: multiply-accumulates counted from the model, epoch-equivalents per kind of
 work, and the files the book runner collects (unlearnkit/budget.py)."""
 
+import functools
 import json
 
 import pytest
@@ -93,8 +94,188 @@ def test_write_collect_save_and_table(tmp_path, fresh_ledger):
     assert list(per) == ["01_x"] and per["01_x"]["eval"] > 0
     budget.save(tmp_path / "budget.json", per)
     doc = json.loads((tmp_path / "budget.json").read_text())
-    assert set(doc["01_x"]) == {"train", "unlearn", "eval", "relearn", "total", "seconds", "limit"}
+    assert set(doc["01_x"]) == {
+        "train",
+        "unlearn",
+        "eval",
+        "relearn",
+        "total",
+        "reused",
+        "counted",
+        "seconds",
+        "limit",
+    }
+    assert doc["01_x"]["counted"]["total"] == pytest.approx(doc["01_x"]["total"])  # no dry run: as planned
     assert doc["01_x"]["limit"] == budget.CHAPTER_LIMIT
     text = budget.table(per)
     assert "01_x" in text and "book" in text.splitlines()[-1]
     assert budget.write_after_each_cell(tmp_path / "x.json") is False  # not in IPython
+
+
+# ----------------------------------------------------------------------------- planned cost in a dry run
+
+
+@pytest.fixture
+def dry():
+    uk.profile("smoke", device="cpu", quiet=True, dry_run=True)
+    yield
+    uk.profile("smoke", device="cpu", quiet=True, dry_run=False)
+
+
+def _units(kind="train"):
+    return budget.ledger().planned[kind], budget.ledger().units[kind]
+
+
+def test_a_capped_training_loop_counts_its_planned_epochs_batches_and_data(dry, fresh_ledger):
+    from unlearnkit.training import descend, train_batch_size
+
+    m = uk.build_model("mlp", in_shape=(4,), num_classes=2, hidden=(8,), device="cpu")
+    m.dry_run_scale = 10.0  # its data was cut to a tenth
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    b = train_batch_size(128)  # capped at 16: one planned batch is 8 of these
+    assert b == 16
+    batches = [(x[i : i + b], y[i : i + b]) for i in range(0, 64, b)]
+
+    def ce(model, xb, yb):
+        return torch.nn.functional.cross_entropy(model(xb), yb)
+
+    h = descend(m, batches, ce, epochs=5, lr=0.1)
+    planned, ran = _units()
+    assert h.steps == 2 and ran > 0  # two steps of 16 images ran
+    # planned: 5 epochs × 64 images × data factor 10 = 3,200 images, 100 times the 32 it ran
+    assert planned == pytest.approx(100 * ran)
+    budget.ledger().reset()
+    train_batch_size(128)  # (the reset forgot the cap)
+    descend(m, batches, ce, epochs=5, lr=0.1, max_steps=3)  # 3 planned steps of 128 images
+    planned, ran = _units()
+    assert planned == pytest.approx(ran * 3 * 128 / 32)
+    budget.ledger().reset()
+    odd = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 60, 10)]  # batches no cap made
+    descend(m, odd, ce, epochs=5, lr=0.1, max_steps=3)
+    planned, ran = _units()
+    assert planned == pytest.approx(ran * 3 * 10 / 20)
+
+
+def test_evaluations_inside_a_capped_loop_count_once_per_planned_epoch(dry, fresh_ledger):
+    from unlearnkit.training import descend
+
+    m = uk.build_model("mlp", in_shape=(4,), num_classes=2, hidden=(8,), device="cpu")
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+
+    def on_epoch(epoch, loss):
+        with torch.no_grad():
+            m(x)  # 64 images forward after each epoch
+
+    descend(m, batches, lambda mod, xb, yb: mod(xb).sum(), epochs=7, lr=1e-6, on_epoch=on_epoch)
+    planned, ran = _units("eval")
+    assert ran > 0 and planned == pytest.approx(7 * ran)  # one epoch ran, seven were planned
+
+
+def test_other_capped_loops_and_trimmed_lists_count_what_they_left_out(dry, fresh_ledger):
+    P = uk.active()
+    data = uk.load_dataset("digits")  # cut for the dry run
+    m = uk.build_model("mlp", data, hidden=(8,))
+    assert m.dry_run_scale == data.meta["dry_run_scale"] > 1
+    x = torch.randn(40, *m.arch["in_shape"])
+    uk.fisher.diag_fisher(m, x, torch.zeros(40, dtype=torch.long))  # 2 of 40 samples run
+    planned, ran = _units()
+    f = budget.data_factor(m)
+    assert planned == pytest.approx(20 * f * ran)
+    budget.ledger().reset()
+    few = P.few([1, 2, 3, 4], n=1)
+    assert list(few) == [1] and few.planned == 4
+    for _ in few:
+        with torch.no_grad(), budget.data_scale(1.0):
+            m(x)
+    planned, ran = _units("eval")
+    assert planned == pytest.approx(4 * ran)
+    budget.ledger().reset()
+    with budget.loop(lambda: 6.0), budget.data_scale(2.0), torch.no_grad():
+        m(x)
+    planned, ran = _units("eval")
+    assert planned == pytest.approx(12 * ran)
+
+
+def test_a_dry_run_cuts_the_test_split_by_the_training_split_s_factor(dry):
+    data = uk.load_dataset("digits")
+    full_train, full_test = 1437, 360
+    f = data.meta["dry_run_scale"]
+    assert len(data.y_train) <= 160 and f == pytest.approx(full_train / len(data.y_train))
+    assert len(data.y_test) == max(round(full_test / f), 30)
+
+
+def test_limits_are_checked_per_chapter_and_for_the_book():
+    per = {"01": {"total": 140.0}, "02": {"total": 151.0}}
+    assert budget.over_limits(per) == ["02 plans 151 EE, over its limit of 150"]
+    many = {f"{i:02d}": {"total": 149.0} for i in range(7)}
+    assert budget.over_limits(many) == ["the book plans 1043 EE, over its limit of 1000"]
+    assert budget.over_limits({"01": {"total": 1.0}}) == []
+
+
+def test_relearning_checks_a_forget_sample_and_confirms_on_the_whole_set(digits):
+    uk.profile("smoke", device="cpu", quiet=True)
+    task = uk.forget_classes(digits, [0])
+    m = uk.build_model("mlp", digits, hidden=(16,))
+    m.train(False)
+    curve = []
+    # a target no model reaches: every epoch is checked on the sample only, never confirmed
+    n = uk.relearn_time(m, task, 101.0, max_epochs=2, check_n=20, curve=curve)
+    assert n == 3 and len(curve) == 3
+    # a target every model meets at once: stops at epoch 0 after the whole set agrees
+    assert uk.relearn_time(m, task, -1.0, max_epochs=2, check_n=20) == 0
+    with pytest.raises(ValueError, match="check_n"):
+        uk.relearn_time(m, task, 50.0, check_n=0)
+
+
+def test_a_trimmed_spread_counts_every_planned_model_once(dry, fresh_ledger, tmp_path):
+    """3 seeds × 2 classes planned, one run kept: 3 originals and 6 retrained models."""
+    P = uk.active()
+    data = uk.load_dataset("digits")
+    fit = dict(model="mlp", model_kwargs={"hidden": (8,)}, epochs=2, lr=0.1, progress=False, verbose=False)
+    make = functools.partial(uk.make_task, data, "full-class")
+    one = uk.train_or_load(make(0, 0), "original", seed=0, cache_dir=tmp_path / "probe", **fit)
+    per_model = one.zoo_info["planned_units"]
+    rt = uk.train_or_load(make(0, 0), "retrain", seed=0, cache_dir=tmp_path / "probe", **fit)
+    per_rt = rt.zoo_info["planned_units"]  # the retain set is a tenth smaller
+    assert 0 < per_rt < per_model
+    budget.ledger().reset()
+    sp = uk.run_spread(
+        ["mask_classifier"],
+        make,
+        {**fit, "cache_dir": tmp_path / "zoo"},
+        seeds=P.few([0, 1, 2]),
+        forget=P.few([0, 1]),
+        mia=False,
+    )
+    assert len(sp.runs["seed"].unique()) == 1
+    train = budget.ledger().planned["train"]
+    assert train == pytest.approx(3 * per_model + 6 * per_rt, rel=0.01)
+    budget.ledger().reset()
+    uk.run_spread(
+        ["mask_classifier"],
+        make,
+        {**fit, "cache_dir": tmp_path / "zoo2"},
+        seeds=P.few([0, 1, 2]),
+        forget=P.few([0, 1, 2]),
+        mia=False,
+        paired=True,
+    )
+    assert budget.ledger().planned["train"] == pytest.approx(3 * per_model + 3 * per_rt, rel=0.03)
+
+
+def test_a_stopping_rule_counts_once_per_planned_step(dry, fresh_ledger):
+    from unlearnkit.training import descend
+
+    m = uk.build_model("mlp", in_shape=(4,), num_classes=2, hidden=(8,), device="cpu")
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+
+    def never(model):
+        with torch.no_grad():
+            model(x[:8])  # 8 images forward at every step
+        return False
+
+    descend(m, batches, lambda mod, xb, yb: mod(xb).sum(), epochs=5, lr=1e-6, stop=never)
+    planned, ran = _units("eval")
+    assert ran > 0 and planned == pytest.approx(ran * 20 / 2)  # 2 checks ran, 5 × 4 steps planned

@@ -45,7 +45,10 @@ def test_digits_are_capped_and_stratified(dry):
     counts = torch.bincount(d.y_train, minlength=10)
     per = DRY_RUN_IMAGES // 10
     assert counts.min() >= per - 2 and counts.max() <= per + 2
-    assert torch.bincount(d.y_test, minlength=10).min() >= per - 2  # 360 test digits cut to the cap
+    # the 360 test digits are cut by the training split's factor (1437 / 159): 40, 4 per class
+    f = d.meta["dry_run_scale"]
+    assert f == pytest.approx(1437 / len(d.y_train)) and len(d.y_test) == round(360 / f)
+    assert torch.bincount(d.y_test, minlength=10).min() >= 3
     assert d.meta["dry_run"] and "stand_in" not in d.meta
     full = ukdata._load_digits()
     dist = torch.cdist(d.x_train.flatten(1), full.x_train.flatten(1))

@@ -61,7 +61,8 @@ def test_trim_for_dry_run_shortens_only_a_dry_run():
     assert c.sweep_lam == ex.DIGITS["sweep_lam"] and c.n_seeds == 3
     c = fresh()
     ex.trim_for_dry_run(c, Prof(True))
-    assert c.n_seeds == 1 and len(c.sweep_lam) == 2 and c.repair_steps == 1
+    # the seeds are the chapter's P.few (a dry run keeps one and counts the others' cost)
+    assert c.n_seeds == 3 and len(c.sweep_lam) == 2 and c.repair_steps == 1
     assert c.sweep_repair_lr == [1.0, 0.01]  # the largest rate and the paper's
     assert list(c.multi_sets) == ["1", "2"] and c.unsir["noise_batch"] == 8
 

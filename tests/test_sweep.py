@@ -564,3 +564,16 @@ def test_a_run_without_progress_opens_no_progress_bar(smoke, monkeypatch, capsys
     # the results' code covers the whole run recipe, the body and the retrain timing included
     recipe = fingerprint._functions(fingerprint._module("sweep.run"), fingerprint.RECIPE)
     assert "def _run(" in recipe and "def retrain_seconds(" in recipe
+
+
+def test_paired_runs_give_each_seed_one_forget_item():
+    from unlearnkit.sweep.config import plan
+
+    runs = plan(
+        ["finetune"], ["full-class", "random"], [0, 1], {"full-class": ["0", "3"]}, "smoke", paired=True
+    )
+    fc = [(r.forget, r.seed) for r in runs if r.task == "full-class" and r.method == "finetune"]
+    assert fc == [("0", 0), ("3", 1)]
+    assert sum(r.task == "random" and r.method == "finetune" for r in runs) == 2  # no items: every seed
+    with pytest.raises(sw.SweepError, match="as many of each"):
+        plan(["finetune"], ["full-class"], [0, 1, 2], {"full-class": ["0", "3"]}, "smoke", paired=True)

@@ -73,8 +73,8 @@ from .tasks import (
     forget_subclass,
     make_task,
 )
-from .training import DivergedError, History, accuracy, augment, batches, descend, fit, predict
-from .zoo import CorruptCheckpointWarning, cached, train_or_load
+from .training import FAST_RESNET18, DivergedError, History, accuracy, augment, batches, descend, fit, predict
+from .zoo import CorruptCheckpointWarning, cached, fit_settings, train_or_load
 
 __all__ = [
     "access",
@@ -166,6 +166,7 @@ __all__ = [
     "forget_subclass",
     "make_task",
     "DivergedError",
+    "FAST_RESNET18",
     "History",
     "accuracy",
     "augment",
@@ -176,4 +177,5 @@ __all__ = [
     "CorruptCheckpointWarning",
     "cached",
     "train_or_load",
+    "fit_settings",
 ]

@@ -118,6 +118,12 @@ def bench_parser() -> argparse.ArgumentParser:
         help="leave out a method on tasks it does not fit instead of stopping",
     )
     ap.add_argument(
+        "--paired",
+        action="store_true",
+        help="on the class tasks run seed i with forget item i (as many seeds as items) instead of "
+        "every seed with every item",
+    )
+    ap.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -188,6 +194,7 @@ def bench(argv=None) -> int:
             gpus_per_run=a.gpus_per_run,
             progress=not a.no_progress,
             skip_inapplicable=a.skip_inapplicable,
+            paired=a.paired,
             log=lambda m: print(m, file=sys.stderr),
             **settings,
         )

@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from . import profiles, validate
+from . import budget, profiles, validate
 
 
 def fgsm(model, x, y, eps: float = 8 / 255, targeted: bool = False, clamp=(0.0, 1.0)) -> torch.Tensor:
@@ -72,7 +72,16 @@ def pgd_l2(
         r = r / r.flatten(1).norm(dim=1).view(view).clamp_min(1e-12)
         u = torch.rand(len(x), generator=generator).to(x.device).view(view)
         delta = r * u * eps
-    for _ in range(profiles.active().cap(iters)):  # two steps in a dry run
+    steps = profiles.active().cap(iters)  # two steps in a dry run, counted as ``iters`` (budget)
+    with budget.loop(iters / max(1, steps)):
+        delta = _pgd_steps(model, x, target, delta, steps, step, eps, clamp, view)
+    model.train(was)
+    out = (x + delta).detach()
+    return out.clamp(*clamp) if clamp is not None else out
+
+
+def _pgd_steps(model, x, target, delta, steps, step, eps, clamp, view):
+    for _ in range(steps):
         delta.requires_grad_(True)
         xa = x + delta
         if clamp is not None:
@@ -84,9 +93,7 @@ def pgd_l2(
             delta = delta - step * g
             norm = delta.flatten(1).norm(dim=1).view(view)
             delta = delta * (eps / norm.clamp_min(1e-12)).clamp(max=1.0)
-    model.train(was)
-    out = (x + delta).detach()
-    return out.clamp(*clamp) if clamp is not None else out
+    return delta
 
 
 def random_targets(

@@ -254,6 +254,27 @@ class Spread:
         ).reindex(self.methods)
 
 
+def _runs(seeds: list, forget: list, paired: bool):
+    """The ``(item, seed)`` of every run: each seed with one item (``paired``) or with every item.
+    The runs a dry run's trimmed lists left out (:class:`unlearnkit.profiles.Few`) count in the
+    planned cost (:mod:`unlearnkit.budget`): their work, their retrained models, and for a left-out
+    seed its original (the items of one seed share it)."""
+    from . import budget
+
+    def factor(v) -> float:
+        return getattr(v, "planned", len(v)) / max(1, len(v))
+
+    if paired:
+        with budget.loop(factor(seeds)):
+            yield from zip(list.__iter__(forget), list.__iter__(seeds))
+        return
+    with budget.loop(factor(forget), shared=("original",)):
+        for item in list.__iter__(forget):
+            with budget.loop(factor(seeds)):
+                for seed in list.__iter__(seeds):
+                    yield item, seed
+
+
 def run_spread(
     methods,
     make_task: Callable,
@@ -266,8 +287,13 @@ def run_spread(
     extra: Iterable[str] = ("original", "retrain"),
     verbose: bool = False,
     on_run: Callable | None = None,
+    paired: bool = False,
 ) -> Spread:
     """Repeat one comparison over ``seeds`` × ``forget`` and return a :class:`Spread`.
+
+    ``paired=True`` runs each seed with one forget item instead (``zip(forget, seeds)``, both
+    lists as long): as many runs as seeds, each its own seed and class, for a profile that cannot
+    afford the product.
 
     ``make_task(forget_item, seed) -> Task`` builds each task (``forget`` lists forget classes, or
     ``(None,)`` for tasks without one, e.g. random forgetting). ``train`` holds the keyword
@@ -279,31 +305,36 @@ def run_spread(
     """
     from .sweep.run import prepare
 
-    seeds, forget = list(seeds), list(forget)
+    # lists stay as given: a dry run's trimmed ones count the runs they left out (profiles.Few)
+    seeds, forget = (v if isinstance(v, list) else list(v) for v in (seeds, forget))
     if not seeds or not forget:
         raise ValueError("run_spread needs at least one seed and one forget item.")
+    if paired and len(seeds) != len(forget):
+        raise ValueError(
+            f"paired=True runs seed i with forget item i: give as many seeds ({len(seeds)}) as items "
+            f"({len(forget)})."
+        )
     rows = []
-    for item in forget:
-        for seed in seeds:
-            task = make_task(item, seed)
-            original, retrained = prepare(task, train, seed)
-            base = {"original": original, "retrain": retrained}
-            df, models = run_methods(
-                methods,
-                original,
-                task,
-                {k: base[k] for k in extra},
-                mia=mia,
-                reference=reference,
-                verbose=verbose,
-                seed=seed,
-            )
-            if on_run is not None:
-                on_run(SpreadRun(task, seed, item, models))
-            df = df.reset_index()
-            df.insert(1, "seed", seed)
-            df.insert(2, "forget", item if item is not None else "-")
-            rows.append(df)
+    for item, seed in _runs(seeds, forget, paired):
+        task = make_task(item, seed)
+        original, retrained = prepare(task, train, seed)
+        base = {"original": original, "retrain": retrained}
+        df, models = run_methods(
+            methods,
+            original,
+            task,
+            {k: base[k] for k in extra},
+            mia=mia,
+            reference=reference,
+            verbose=verbose,
+            seed=seed,
+        )
+        if on_run is not None:
+            on_run(SpreadRun(task, seed, item, models))
+        df = df.reset_index()
+        df.insert(1, "seed", seed)
+        df.insert(2, "forget", item if item is not None else "-")
+        rows.append(df)
     return Spread(pd.concat(rows, ignore_index=True), reference=reference)
 
 

@@ -387,6 +387,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="check that every committed chapter's code cells match its execution stamp; execute nothing",
     )
+    ap.add_argument(
+        "--save-budget",
+        action="store_true",
+        help="with --profile full --dry-run: save the planned cost per chapter into the package "
+        "(unlearnkit/budget_planned.json), where the chapters and the introduction read it",
+    )
     ap.add_argument("--only", nargs="*", default=None, help="execute only chapters whose name contains these")
     a = ap.parse_args(argv)
     root = Path(a.root).resolve()
@@ -394,6 +400,8 @@ def main(argv=None) -> int:
         sys.exit(f"{root} has no _toc.yml: run this from the repository root or pass --root.")
     if a.seed is not None and a.seed < 0:
         ap.error("--seed must be a non-negative integer")
+    if a.save_budget and not (a.dry_run and a.profile == "full"):
+        sys.exit("--save-budget needs --profile full --dry-run: the planned table is full's.")
     if a.dry_run and (a.write_back or a.render_only):
         ap.error(
             "--dry-run executes throw-away copies: it cannot be combined with --write-back or --render-only"
@@ -412,6 +420,9 @@ def main(argv=None) -> int:
     work = Path(a.work).resolve() if a.work else root / "_build" / ("dry-run" if a.dry_run else "run")
     copy_sources(root, work)
     env = kernel_env(root, a.profile, a.seed, a.dry_run)
+    if a.dry_run:  # the chapters share one zoo, as a reader's book run does (a model is trained once)
+        shutil.rmtree(work / "zoo", ignore_errors=True)
+        env["UNLEARNKIT_DRY_RUN_ZOO"] = str(work / "zoo")
     timeout = a.timeout if a.timeout is not None else (DRY_RUN_TIMEOUT if a.dry_run else None)
     mode = "DRY RUN of " if a.dry_run else ""
     print(
@@ -428,12 +439,28 @@ def main(argv=None) -> int:
     cost = budget.collect(work / "budget", [r.chapter for r in results])
     if cost:
         budget.save(work / "budget.json", cost)
-        what = "counted in this dry run (loops capped: not the cost of full)" if a.dry_run else "of this run"
+        what = "planned (this dry run's counts scaled to the loops it capped)" if a.dry_run else "of this run"
         print(f"\nEE (ResNet-18 CIFAR-10 epoch-equivalents) {what}, also in {work / 'budget.json'}:")
         print(budget.table(cost))
     failed = [r for r in results if not r.ok]
     if failed:
         print(f"\n{len(failed)} chapter(s) failed; the executed copies are in {work}", file=sys.stderr)
+        return 1
+    full_dry = a.dry_run and env.get("UNLEARNKIT_PROFILE") == "full"
+    if full_dry and a.save_budget:
+        print(f"planned table saved to {budget.save_planned(cost)}")
+        if budget.write_intro_table(root / "book" / "intro.md"):
+            print(f"and written into {root / 'book' / 'intro.md'}")
+    for n, why in budget.WAIVED.items() if full_dry else ():
+        if n in cost and cost[n].get("total", 0.0) > budget.CHAPTER_LIMIT:
+            print(f"over budget, waived for now: {n} ({cost[n]['total']:.0f} EE): {why}")
+    over = budget.over_limits(cost) if full_dry else []
+    if over:
+        print(
+            "\nover budget: " + "; ".join(over) + ". Cut the chapter's `full` settings (fewer epochs, "
+            "seeds or models) or make the extra work opt-in.",
+            file=sys.stderr,
+        )
         return 1
     if a.dry_run:
         print(f"\ndry run passed: every chapter ran its code path (executed copies in {work})")

@@ -102,4 +102,15 @@ def chapter(
     if where:  # the book runner collects what the chapter's model calls cost (unlearnkit.budget)
         budget.ledger().reset()
         budget.write_after_each_cell(Path(where))
+    if P.name == "full" and not P.dry_run and not quiet:
+        # before a long chapter: its planned cost and the time it takes on this GPU (timed now)
+        print(budget.plan_line(_stem(prefix), P.device))
     return P, Chapter(prefix)
+
+
+def _stem(prefix: str) -> str:
+    """The chapter file of a glue prefix (``"c1"`` → ``"01_unlearning_problem"``) in the planned
+    cost table, or the prefix itself."""
+    num = prefix[1:]
+    lead = f"{int(num):02d}_" if num.isdigit() else prefix
+    return next((n for n in budget.planned() if n.startswith(lead)), prefix)

@@ -41,7 +41,12 @@ def requirement(source: str | None = None) -> str:
 
 def install_cell() -> str:
     """The source of every chapter's first code cell."""
-    return f'import sys\n\nif "google.colab" in sys.modules:\n    !pip install -q "{requirement()}"'
+    return (
+        f'import sys\n\nif "google.colab" in sys.modules:\n    !pip install -q "{requirement()}"\n'
+        "    # to keep the trained models on Drive (a chapter then resumes after a disconnect):\n"
+        '    # from google.colab import drive; drive.mount("/content/drive")\n'
+        "    # %env UNLEARNKIT_DATA=/content/drive/MyDrive/unlearnkit"
+    )
 
 
 def badge(stem: str) -> str:

@@ -67,13 +67,20 @@ from .training import augment, batches  # noqa: F401
 
 
 def _dry_run_cap(data: Dataset, seed: int = 0) -> Dataset:
-    """At most ``DRY_RUN_IMAGES`` images per split (three per class for many classes,
-    :func:`~unlearnkit.profiles.dry_run_images`), stratified over the finest labels."""
+    """At most ``DRY_RUN_IMAGES`` training images (three per class for many classes,
+    :func:`~unlearnkit.profiles.dry_run_images`), stratified over the finest labels, and the
+    test split cut by the same factor (but to no fewer than three images per class). The factor
+    is kept as ``meta["dry_run_scale"]``: a pass over the data would be that many times larger
+    in the planned run (:mod:`unlearnkit.budget`)."""
     fine = data.fine_train if getattr(data, "fine_train", None) is not None else data.y_train
-    cap = profiles.dry_run_images(int(fine.max()) + 1 if len(fine) else 0)
-    if len(data.y_train) > cap or len(data.y_test) > cap:
-        data = data.subset(cap, cap, seed=seed)
-    data.meta = {**data.meta, "dry_run": True}
+    n_classes = int(fine.max()) + 1 if len(fine) else 0
+    cap = profiles.dry_run_images(n_classes)
+    n_train, n_test = len(data.y_train), len(data.y_test)
+    scale = max(1.0, n_train / cap)
+    cap_test = min(n_test, max(round(n_test / scale), 3 * n_classes))
+    if n_train > cap or n_test > cap_test:
+        data = data.subset(min(cap, n_train), cap_test, seed=seed)
+    data.meta = {**data.meta, "dry_run": True, "dry_run_scale": n_train / max(1, len(data.y_train))}
     return data
 
 

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from . import profiles
+from . import budget, profiles
 from .training import batches, check_inputs
 
 FISHER_KINDS = ("empirical", "true", "batch")
@@ -119,6 +119,11 @@ def diag_fisher(
     _check_fisher_args(x, y, kind, method)
     check_inputs(model, x)
     n = profiles.active().cap(len(x))
+    with budget.loop(len(x) / max(1, n)):  # a dry run's two samples count as all of them
+        return _fisher_of(model, x[:n], y, n, kind, method, batch_size)
+
+
+def _fisher_of(model, x, y, n, kind, method, batch_size):
     x = x[:n]
     y = y[:n] if y is not None else torch.zeros(n, dtype=torch.long, device=x.device)
     dev = next(model.parameters()).device
@@ -224,7 +229,12 @@ def mas_importance(
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}.")
     check_inputs(model, x)
-    x = x[: profiles.active().cap(len(x))]
+    n = profiles.active().cap(len(x))
+    with budget.loop(len(x) / max(1, n)):  # a dry run's two samples count as all of them
+        return _mas_of(model, x[:n], per_sample, batch_size, squared, method, chunk)
+
+
+def _mas_of(model, x, per_sample, batch_size, squared, method, chunk):
     dev = next(model.parameters()).device
     was = model.training
     model.eval()

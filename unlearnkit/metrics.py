@@ -18,6 +18,7 @@ Defined and illustrated in the opening chapter (``book/01_unlearning_problem.ipy
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -246,6 +247,7 @@ def relearn_time(
     n_per_epoch: int = 500,
     seed: int = 0,
     curve: list | None = None,
+    check_n: int | None = None,
 ) -> int:
     """Epochs a copy of ``model`` needs to relearn the forget set; ``max_epochs + 1`` if it never does.
 
@@ -254,51 +256,86 @@ def relearn_time(
     * ``definition="mask"``: each epoch trains on the whole training set; stops when the
       forget-set loss ≤ ``target`` (the original model's forget loss).
 
+    ``check_n``: check the criterion after each epoch on a fixed stratified sample of ``check_n``
+    forget images (a pass over all of them every epoch can cost more than the relearning), and
+    confirm it on the whole forget set when the sample says done (if the whole set disagrees,
+    relearning goes on). ``None``: the whole forget set every epoch.
+
     Pass a list as ``curve`` to get the relearning curve: one dict per epoch checked
-    (``epoch``, ``forget_acc`` in %, ``forget_loss``), from epoch 0 to the stopping epoch.
+    (``epoch``, ``forget_acc`` in %, ``forget_loss``, on the sample with ``check_n``), from epoch
+    0 to the stopping epoch.
     """
     task = as_task(task)
     if definition not in ("unsir", "mask"):
         raise ValueError("definition must be 'unsir' or 'mask'.")
-    max_epochs = profiles.active().cap(max_epochs)
+    if check_n is not None and (isinstance(check_n, bool) or not isinstance(check_n, int) or check_n < 1):
+        raise ValueError(f"check_n must be a positive number of forget images (or None), got {check_n!r}.")
+    planned, max_epochs = max_epochs, profiles.active().cap(max_epochs)
     m = copy.deepcopy(model)
     xf, yf = task.forget_set()
     x, y = task.train_set()
     g = torch.Generator().manual_seed(seed)
+    if check_n is not None and check_n < len(xf):
+        from .catalog import stratified_indices
+
+        pick = stratified_indices(yf.cpu(), check_n, seed=np.random.default_rng(seed)).to(xf.device)
+        xs, ys = xf[pick], yf[pick]
+    else:
+        xs, ys = xf, yf
+
+    def met(xc, yc) -> bool:
+        if definition == "unsir":
+            return accuracy(m, xc, yc) >= target
+        return per_sample_loss(m, xc, yc).mean().item() <= target
+
+    # a dry run's forget set is cut: the sample's planned size is check_n (unlearnkit.budget)
+    def sample():
+        return budget.data_scale(check_n / len(xs)) if check_n is not None else contextlib.nullcontext()
 
     def done(epoch=0):
-        if curve is not None:
-            curve.append(
-                {
-                    "epoch": epoch,
-                    "forget_acc": accuracy(m, xf, yf),
-                    "forget_loss": per_sample_loss(m, xf, yf).mean().item(),
-                }
-            )
-        if definition == "unsir":
-            return accuracy(m, xf, yf) >= target
-        return per_sample_loss(m, xf, yf).mean().item() <= target
+        with sample():
+            if curve is not None:
+                curve.append(
+                    {
+                        "epoch": epoch,
+                        "forget_acc": accuracy(m, xs, ys),
+                        "forget_loss": per_sample_loss(m, xs, ys).mean().item(),
+                    }
+                )
+            ok = met(xs, ys)
+        return ok and (xs is xf or met(xf, yf))
 
     if done():
         return 0
+    # a dry run caps the epochs: every epoch it skips, and one that stops early, counts (budget)
+    ran = [max_epochs]
+    with budget.loop(lambda: planned / max(1, min(ran[0], max_epochs))):
+        ran[0] = _relearn_epochs(m, x, y, g, done, max_epochs, definition, n_per_epoch, lr, batch_size, seed)
+    return ran[0]
+
+
+def _relearn_epochs(m, x, y, g, done, max_epochs, definition, n_per_epoch, lr, batch_size, seed) -> int:
     for epoch in range(1, max_epochs + 1):
         if definition == "unsir":
             idx = torch.randperm(len(x), generator=g)[:n_per_epoch].to(x.device)
             xe, ye = x[idx], y[idx]
+            # a fixed number of samples per epoch, not a share of the data
+            fixed = budget.data_scale(n_per_epoch / max(1, len(xe)))
         else:
-            xe, ye = x, y
-        fit(
-            m,
-            xe,
-            ye,
-            epochs=1,
-            lr=lr,
-            batch_size=batch_size,
-            schedule="constant",
-            weight_decay=0.0,
-            progress=False,
-            seed=seed + epoch,
-        )
+            xe, ye, fixed = x, y, contextlib.nullcontext()
+        with fixed:
+            fit(
+                m,
+                xe,
+                ye,
+                epochs=1,
+                lr=lr,
+                batch_size=batch_size,
+                schedule="constant",
+                weight_decay=0.0,
+                progress=False,
+                seed=seed + epoch,
+            )
         if done(epoch):
             return epoch
     return max_epochs + 1

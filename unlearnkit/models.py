@@ -243,6 +243,9 @@ def build_model(
         "std": list(std) if std is not None else None,
         "kwargs": dict(kwargs),
     }
+    if data is not None and data.meta.get("dry_run_scale"):
+        # a dry run's model: a pass over its (capped) data counts at the planned size (unlearnkit.budget)
+        model.dry_run_scale = float(data.meta["dry_run_scale"])
     return model.to(device) if device is not None else model
 
 
@@ -255,7 +258,7 @@ def rebuild(model: nn.Module, device=None) -> nn.Module:
             "pass a model built with uk.build_model(...)."
         )
     dev = device or next(model.parameters()).device
-    return build_model(
+    fresh = build_model(
         a["name"],
         in_shape=a["in_shape"],
         num_classes=a["num_classes"],
@@ -264,6 +267,9 @@ def rebuild(model: nn.Module, device=None) -> nn.Module:
         device=dev,
         **a["kwargs"],
     )
+    if getattr(model, "dry_run_scale", None):
+        fresh.dry_run_scale = model.dry_run_scale
+    return fresh
 
 
 def clone(model: nn.Module) -> nn.Module:

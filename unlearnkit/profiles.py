@@ -53,6 +53,44 @@ DRY_RUN_BATCH = 16  # ... and training batches hold at most this many samples
 _ACTIVE: "Profile | None" = None
 
 
+class Fewer(int):
+    """A count a dry run made smaller (:meth:`Profile.fewer`); ``planned`` is the profile's."""
+
+    def __new__(cls, value: int, planned: int):
+        out = super().__new__(cls, value)
+        out.planned = int(planned)
+        return out
+
+
+class Few(list):
+    """The items a dry run kept of a longer list (:meth:`Profile.few`). The work done while
+    iterating them counts ``planned / len(kept)`` times in the planned cost
+    (:mod:`unlearnkit.budget`): the items left out would have cost as much each. A copy
+    (``list(few)``, ``sorted(few)``) is a plain list and counts once."""
+
+    def __init__(self, kept, planned: int):
+        super().__init__(kept)
+        self.planned = int(planned)
+
+    @property
+    def factor(self) -> float:
+        return self.planned / max(1, len(self))
+
+    def __iter__(self):
+        from . import budget
+
+        frame = budget.Frame()
+        with budget.into(frame):
+            yield from list.__iter__(self)
+        budget.commit(frame, self.factor)
+
+    def __getitem__(self, i):
+        out = list.__getitem__(self, i)
+        if not isinstance(i, slice):
+            return out
+        return Few(out, planned=len(range(self.planned)[i]))  # the planned list's same slice
+
+
 class GPUWarning(UserWarning):
     """A chapter meant for a GPU is running without one."""
 
@@ -106,7 +144,14 @@ class Profile:
         items = list(items)
         if not self.dry_run or len(items) <= n + int(last):
             return items
-        return items[:n] + (items[-1:] if last else [])
+        return Few(items[:n] + (items[-1:] if last else []), planned=len(items))
+
+    def fewer(self, n: int, dry: int) -> int:
+        """``n``; in a dry run ``dry`` (when smaller), as a :class:`Fewer` that remembers ``n``,
+        so that a loop over it counts the planned ``n`` (:mod:`unlearnkit.budget`)."""
+        if not self.dry_run or int(n) <= int(dry):
+            return n
+        return Fewer(int(dry), planned=int(n))
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from the profile's seed (plus ``offset``)."""
@@ -116,6 +161,9 @@ class Profile:
     def zoo_root(self) -> Path:
         """Where trained models are cached: ``data/zoo``, or a temporary folder in a dry run."""
         if self.dry_run:
+            shared = _env("DRY_RUN_ZOO")  # the book runner's: one zoo for a dry run's chapters
+            if shared:
+                return Path(shared)
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="unlearnkit-dry-run-")
             return Path(self._tmp.name) / "zoo"

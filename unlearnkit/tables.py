@@ -48,6 +48,16 @@ def count(n, noun: str, plural: str | None = None) -> str:
     return f"{k} {noun if k == 1 else (plural or noun + 's')}"
 
 
+def runs_text(
+    seeds: int, items: int, paired: bool = False, noun: str = "class", plural: str = "classes"
+) -> str:
+    """How a spread's runs are made: ``"3 seeds × 3 classes"`` (every seed with every item), or
+    with ``paired=True`` (:func:`unlearnkit.run_spread`) ``"3 runs, each its own seed and class"``."""
+    if paired:
+        return f"{count(seeds, 'run')}, each its own seed and {noun}"
+    return f"{count(seeds, 'seed')} × {count(items, noun, plural)}"
+
+
 def paper_cell(value, digits: int = 1) -> str:
     """A paper's number as the table shows it: a value, ``(mean, std)``, or ``"–"`` when the
     paper has none."""

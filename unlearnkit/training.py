@@ -17,6 +17,7 @@ used by the mnemonic-code chapter.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import profiles
+from . import budget, profiles
 
 
 class DivergedError(ValueError):
@@ -77,11 +78,36 @@ def batches(
             yield tuple(t[j] for t in tensors)
 
 
+#: One training recipe for the CIFAR ResNet-18 that a reader's GPU can afford: 15 epochs of
+#: one-cycle SGD (peak 0.2, momentum 0.9, weight decay 5e-4) on batches of 512 with label
+#: smoothing 0.1, random crops and flips, bf16 on a GPU that has it, test accuracy every 5
+#: epochs. About 15 ResNet-18 epoch-equivalents per model (:mod:`unlearnkit.budget`). The
+#: chapters' ``full`` profiles train their originals and retrained models with it wherever the
+#: comparison does not need a paper's own schedule, so one zoo serves the whole book. Its
+#: accuracy target (≥ 93 % on CIFAR-10, 92 % on the JPEG copy) is checked by
+#: ``tests/bench_fit.py --recipe`` on a GPU. Explained in the introduction ("What a chapter costs").
+FAST_RESNET18 = dict(
+    model="resnet18",
+    model_kwargs={},
+    epochs=15,
+    lr=0.2,
+    batch_size=512,
+    schedule="onecycle",
+    weight_decay=5e-4,
+    label_smoothing=0.1,
+    eval_every=5,
+)
+
+
 def train_batch_size(batch_size: int) -> int:
     """``batch_size`` for training, or at most ``DRY_RUN_BATCH`` in a dry run (a dry run checks
     the code path, not the numbers: a ResNet step on 256 images takes seconds on a CPU).
     Every method that builds its own training batches for :func:`descend` goes through this."""
-    return min(batch_size, profiles.DRY_RUN_BATCH) if profiles.active().dry_run else batch_size
+    if not profiles.active().dry_run:
+        return batch_size
+    capped = min(batch_size, profiles.DRY_RUN_BATCH)
+    budget.note_batch_cap(batch_size, capped)  # the next training loop counts at the planned batch
+    return capped
 
 
 def augment(
@@ -248,6 +274,61 @@ def check_diverged(model: nn.Module, method: str, step: int | None = None, hint:
 # ----------------------------------------------------------------------------- the loop
 
 
+def _batch_len(batch) -> int:
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return int(len(first)) if torch.is_tensor(first) else 1
+
+
+class _Plan:
+    """What a training loop capped by a dry run would have run (:mod:`unlearnkit.budget`):
+    ``min(epochs × images per epoch × data factor, max_steps × planned batch)`` images through
+    its steps, and the evaluations inside (stopping rule, ``on_epoch``) once per planned epoch.
+    The loop counts its steps and its evaluations apart and scales each at the end."""
+
+    def __init__(self, model, epochs: int, max_steps: int | None):
+        self.data = budget.data_factor(model)
+        self.epochs, self.max_steps = epochs, max_steps
+        self.steps, self.checks, self.evals = budget.Frame(), budget.Frame(), budget.Frame()
+        self.step_images, self.first_batch, self.epoch_images, self.epochs_run = 0, 0, None, 0
+
+    def step(self, batch):
+        n = _batch_len(batch)
+        self.step_images += n
+        self.first_batch = self.first_batch or n
+        return budget.into(self.steps, data=1.0)  # the planned images already hold the data factor
+
+    def check(self):
+        """The stopping rule, asked every few steps: counts once per planned step."""
+        return budget.into(self.checks)
+
+    def eval(self):
+        """``on_epoch``: counts once per planned epoch."""
+        return budget.into(self.evals)
+
+    def end_epoch(self, seen: int, rest) -> None:
+        """After an epoch that saw ``seen`` images; ``rest`` iterates what the cap left of it."""
+        self.epochs_run += 1
+        if self.epoch_images is None:
+            with budget.quiet():
+                seen += sum(_batch_len(b) for b in rest)
+            self.epoch_images = seen
+
+    def commit(self) -> None:
+        if not self.step_images:
+            for f in (self.steps, self.checks, self.evals):
+                budget.commit(f, 1.0)
+            return
+        per_epoch = max(self.epoch_images or self.step_images, 1) * self.data
+        batch = self.first_batch * budget.batch_ratio(self.first_batch)  # the planned batch
+        planned = self.epochs * per_epoch
+        if self.max_steps is not None:
+            planned = min(planned, self.max_steps * batch)
+        steps_run = self.step_images / max(1, self.first_batch)
+        budget.commit(self.steps, planned / self.step_images)
+        budget.commit(self.checks, planned / batch / max(1.0, steps_run))
+        budget.commit(self.evals, planned / per_epoch / max(1, self.epochs_run))
+
+
 @dataclass
 class _Run:
     """The state of one :func:`descend` call: optimiser, schedule, counters, divergence tracker."""
@@ -342,6 +423,8 @@ def descend(
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}.")
+    plan = _Plan(model, epochs, max_steps) if profiles.active().dry_run else None
+    nothing = contextlib.nullcontext()
     run = _start(
         model, params, optimizer, lr, momentum, weight_decay, schedule, epochs, steps_per_epoch, max_steps
     )
@@ -355,15 +438,23 @@ def descend(
     with bar:
         for epoch in range(epochs):
             model.train(train_mode)
-            losses = []
-            for batch in data(epoch) if callable(data) else data:
+            losses, seen = [], 0
+            batches_ = iter(data(epoch) if callable(data) else data)
+            for batch in batches_:
+                seen += _batch_len(batch)
                 if run.full():
                     break
-                losses.append(_step(run, model, loss_fn, batch, amp, clip_grad))
+                with plan.step(batch) if plan else nothing:
+                    losses.append(_step(run, model, loss_fn, batch, amp, clip_grad))
                 bar.update(1)
-                if stop is not None and run.step % stop_every == 0 and stop(model):
-                    hist.stopped_early = True
-                    break
+                if stop is not None and run.step % stop_every == 0:
+                    with plan.check() if plan else nothing:
+                        done = stop(model)
+                    if done:
+                        hist.stopped_early = True
+                        break
+            if plan:
+                plan.end_epoch(seen, batches_)
             hist.loss.append(float(torch.stack(losses).mean()) if losses else float("nan"))
             hist.epochs = epoch + 1
             if int(run.first_bad) >= 0:
@@ -374,10 +465,13 @@ def descend(
                     step=int(run.first_bad),
                 )
             if on_epoch is not None:
-                on_epoch(epoch, hist.loss[-1])
+                with plan.eval() if plan else nothing:
+                    on_epoch(epoch, hist.loss[-1])
             bar.set_postfix(loss=f"{hist.loss[-1]:.3f}")
             if hist.stopped_early or run.full():
                 break
+    if plan:
+        plan.commit()
     check_diverged(model, desc, run.step, hint=hint[0].upper() + hint[1:] + ".")
     if _device(model).type == "cuda":
         torch.cuda.synchronize(_device(model))
@@ -411,6 +505,7 @@ def fit(
     label_smoothing: float = 0.0,
     hook: Callable | None = None,
     eval_data=None,
+    eval_every: int = 1,
     channels_last: bool | None = None,
     seed: int | None = None,
     desc: str = "fit",
@@ -420,12 +515,16 @@ def fit(
 
     ``hook(xb, yb, epoch, step) -> (xb, yb)`` may rewrite each batch before the forward pass
     (the mnemonic-code chapter replaces samples by class codes there). ``eval_data=(x, y)``
-    records test accuracy after each epoch. ``loop`` goes to :func:`descend` (optimizer,
-    momentum, weight_decay (default 5e-4), schedule (default cosine), clip_grad, amp,
-    progress, max_steps, stop, ...).
+    records test accuracy after every ``eval_every``-th epoch and after the last one. ``loop``
+    goes to :func:`descend` (optimizer, momentum, weight_decay (default 5e-4), schedule (default
+    cosine), clip_grad, amp, progress, max_steps, stop, ...).
     """
     if len(x) == 0:
         raise ValueError("Cannot train on an empty set.")
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise ValueError(
+            f"eval_every must be an integer >= 1 (epochs between test evaluations), got {eval_every!r}."
+        )
     check_inputs(model, x)
     batch_size = train_batch_size(batch_size)
     dev = _device(model)
@@ -444,12 +543,19 @@ def fit(
         return F.cross_entropy(out.float(), yb, label_smoothing=label_smoothing)
 
     hist = History()
+    dry = profiles.active().dry_run
+    n_evals = sum((e + 1) % eval_every == 0 or e + 1 == epochs for e in range(epochs))
 
     def on_epoch(epoch, loss):
         hist.train_acc.append(100.0 * float(correct[0]) / max(correct[1], 1))
         correct[:] = [0, 0]
-        if eval_data is not None:
+        if eval_data is None:
+            return
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
             hist.eval_acc.append(accuracy(model, *eval_data))
+        elif dry and epoch == 0:  # a dry run stops in its first epoch: one evaluation stands for all
+            with budget.loop(n_evals / epochs):
+                hist.eval_acc.append(accuracy(model, *eval_data))
 
     loop.setdefault("momentum", 0.9)
     loop.setdefault("weight_decay", 5e-4)

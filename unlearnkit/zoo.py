@@ -119,6 +119,8 @@ def cached(
                 print(f"[zoo] loaded {path.name}")
             model.zoo_path = str(path)
             model.zoo_cached = True
+            # what training it would cost (a dry run's trimmed loops count it for the runs they left out)
+            budget.loaded(key, model.zoo_info.get("planned_units", 0.0), config.get("which"))
             return model
         except ValueError as e:
             warnings.warn(
@@ -127,8 +129,12 @@ def cached(
             path.unlink(missing_ok=True)
             model = build()
     t0 = time.perf_counter()
-    info = train(model) or {}
-    info = {"train_seconds": time.perf_counter() - t0, **info}
+    frame = budget.Frame()  # what training this model costs as planned (counted by budget.trained)
+    with budget.into(frame):
+        info = train(model) or {}
+    units = sum(frame.planned.values())
+    info = {"train_seconds": time.perf_counter() - t0, **info, "planned_units": units}
+    budget.trained(key, units, config.get("which"))
     check_finite(model, f"freshly trained {name}")
     atomic_save(
         {
@@ -236,3 +242,29 @@ def train_or_load(
 
     name = f"{data.name.split('[')[0].replace(':', '_').replace('/', '_')}-{model}-{which}"
     return cached(config, build, train, cache_dir=cache_dir, name=name, retrain=retrain, verbose=verbose)
+
+
+#: The settings of a chapter's configuration that :func:`train_or_load` takes.
+FIT_KEYS = (
+    "model",
+    "model_kwargs",
+    "epochs",
+    "lr",
+    "batch_size",
+    "schedule",
+    "weight_decay",
+    "momentum",
+    "optimizer",
+    "label_smoothing",
+    "eval_every",
+    "augment",
+)
+
+
+def fit_settings(cfg, **extra) -> dict:
+    """The keyword arguments of :func:`train_or_load` found in ``cfg`` (a chapter's settings,
+    a namespace or a dict: :data:`FIT_KEYS`), plus ``extra``. A profile that trains with
+    :data:`unlearnkit.FAST_RESNET18` splices the recipe into its settings; the others name
+    their own."""
+    d = cfg if isinstance(cfg, dict) else vars(cfg)
+    return {**{k: d[k] for k in FIT_KEYS if k in d}, **extra}

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .. import budget
 from ..bench import Spread
 from ..metrics import accuracy, per_sample_loss, relearn_time, weight_distance
 from ..tables import DASH
@@ -147,14 +148,15 @@ def neggrad_trace(model, task, *, epochs: int, lr: float, seed: int, batch_size:
 
     record(net)
     g = torch.Generator().manual_seed(seed)
-    descend(
-        net,
-        lambda e: batches(xf, yf, batch_size=batch_size, shuffle=True, generator=g),
-        lambda m, xb, yb: -F.cross_entropy(m(xb), yb),  # ascent on the cross-entropy
-        epochs=epochs,
-        lr=lr,
-        stop=record,
-    )
+    with budget.kind("unlearn"):  # NegGrad, traced: its cost is an unlearning method's
+        descend(
+            net,
+            lambda e: batches(xf, yf, batch_size=batch_size, shuffle=True, generator=g),
+            lambda m, xb, yb: -F.cross_entropy(m(xb), yb),  # ascent on the cross-entropy
+            epochs=epochs,
+            lr=lr,
+            stop=record,
+        )
     return pd.DataFrame(trace).rename_axis("step")
 
 

@@ -213,9 +213,9 @@ class Runs:
 
         return hook
 
-    def spread(self, tag: str, methods, make_task, forget, train: dict, seeds):
-        """The spread of ``methods`` over ``seeds`` × ``forget``, with a column ``RT`` (relearn
-        epochs; NaN for the original)."""
+    def spread(self, tag: str, methods, make_task, forget, train: dict, seeds, paired: bool = False):
+        """The spread of ``methods`` over ``seeds`` × ``forget`` (``paired``: seed i with item i),
+        with a column ``RT`` (relearn epochs; NaN for the original)."""
         sp = run_spread(
             methods,
             make_task,
@@ -224,6 +224,7 @@ class Runs:
             forget=forget,
             mia=False,
             on_run=self.on_run(tag),
+            paired=paired,
         )
         r = sp.runs
         sp.runs["RT"] = [

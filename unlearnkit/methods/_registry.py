@@ -220,7 +220,11 @@ def register(
             work.__dict__.pop("unlearn_info", None)
             _sync(work)
             t0 = time.perf_counter()
-            with globals()["seeded"](seed), budget.kind("unlearn"):
+            # k chosen images do not grow with the dataset: a dry run counts a method that sees
+            # only them at their own size (unlearnkit.budget)
+            fixed = getattr(task, "kind", None) == "instances" and access == "forget"
+            sized = budget.data_scale(1.0) if fixed else contextlib.nullcontext()
+            with globals()["seeded"](seed), budget.kind("unlearn"), sized:
                 try:
                     out = fn(work, view, seed=seed, **hp) if takes_seed else fn(work, view, **hp)
                 except DivergedError as e:

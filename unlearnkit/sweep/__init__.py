@@ -40,6 +40,7 @@ from typing import Callable
 
 import pandas as pd
 
+from .. import budget
 from ..methods import REGISTRY
 from ..methods import record as _record
 from ..results import (
@@ -135,6 +136,34 @@ def applicable(method: str, task: str) -> str | None:
     return _record(method).applicable(task)
 
 
+def _planned_weights(methods, seeds, forget, paired: bool = False) -> Callable:
+    """``run -> (seeds, items, methods)``: how many planned runs one run of a dry run's trimmed
+    lists stands for (:class:`unlearnkit.profiles.Few`): the seeds, forget items and methods left
+    out (the reference run is one per task, seed and item)."""
+
+    def ratio(v) -> float:
+        return getattr(v, "planned", len(v)) / max(1, len(v)) if isinstance(v, list) else 1.0
+
+    # paired runs: a left-out seed takes its item along (one factor, not two)
+    per_item = {} if paired else {t: ratio(v) for t, v in (forget or {}).items()}
+    s, m = ratio(seeds), ratio(methods)
+    return lambda r: (s, per_item.get(r.task, 1.0), 1.0 if r.method == REFERENCE else m)
+
+
+def _weighted(run_one: Callable, weight: Callable) -> Callable:
+    """``run_one`` whose model calls count as often as the runs it stands for (budget): a left-out
+    seed brings its own models, a left-out item its own retrained model, a left-out method none."""
+    from .. import budget
+
+    def one(cfg, run, *args, **kwargs):
+        s, i, m = weight(run)
+        with budget.loop(s), budget.loop(i, shared=("original",)):
+            with budget.loop(m, shared=("original", "retrain")):
+                return run_one(cfg, run, *args, **kwargs)
+
+    return one
+
+
 def sweep(
     methods,
     tasks=("full-class",),
@@ -148,13 +177,15 @@ def sweep(
     gpus_per_run: float | None = None,
     progress: bool = True,
     skip_inapplicable: bool = False,
+    paired: bool = False,
     log: Callable = print,
     **settings,
 ) -> pd.DataFrame:
     """Run (or resume) a sweep and return every row of the results file.
 
     ``methods``: registered names; ``tasks``: names from :data:`TASKS`; ``seeds``: ints or
-    ``"0-4"``; ``settings`` override the profile's preset (dataset, model, epochs, lr, ...;
+    ``"0-4"``; ``paired``: seed i with forget item i on the class tasks (:func:`plan`);
+    ``settings`` override the profile's preset (dataset, model, epochs, lr, ...;
     ``hp={"jit": {...}}`` per-method hyper-parameters, ``mia``, ``relearn``).
     """
     from .. import profiles
@@ -171,7 +202,8 @@ def sweep(
         tasks = [t.strip() for t in tasks.split(",") if t.strip()]
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
-    runs = plan(methods, tasks, parse_seeds(seeds), forget, p.name, skip_inapplicable)
+    weight = _planned_weights(methods, seeds, forget, paired)
+    runs = plan(methods, tasks, parse_seeds(seeds), forget, p.name, skip_inapplicable, paired)
     with own(out):  # one sweep per results file: a second one is refused
         have = check_results(out, cfg)
         done, there = done_keys(have), done_keys(have, current_only=False)
@@ -183,19 +215,20 @@ def sweep(
             + f" (engine {engine}, config {cfg.fingerprint})"
         )
         t0 = time.perf_counter()
-        failed = run_all(
-            cfg,
-            todo,
-            out,
-            engine,
-            run_one,
-            address=address,
-            num_cpus=num_cpus,
-            gpus_per_run=gpus_per_run,
-            progress=progress,
-            log=log,
-            append=append_rows,
-        )
+        with budget.loop():  # a model loaded by several runs counts once (unlearnkit.budget)
+            failed = run_all(
+                cfg,
+                todo,
+                out,
+                engine,
+                _weighted(run_one, weight),
+                address=address,
+                num_cpus=num_cpus,
+                gpus_per_run=gpus_per_run,
+                progress=progress,
+                log=log,
+                append=append_rows,
+            )
         log(
             f"[bench] finished in {time.perf_counter() - t0:.1f}s"
             + (f"; {len(failed)} runs failed" if failed else "")

@@ -46,19 +46,23 @@ PRESETS = {
         forget={"full-class": [0, 3, 8], "sub-class": ["3", "7", "9"]},
         relearn=dict(max_epochs=30, lr=0.05, n_per_epoch=500),
     ),
+    # the book's fast recipe (unlearnkit.FAST_RESNET18) on a ResNet-18 of a quarter of the
+    # width (1/16 of its multiply-accumulates): 21 methods × 4 tasks × 3 runs fit a reader's GPU
+    # (explained in the showdown, book/07_showdown.ipynb)
     "full": dict(
         dataset="cifar10",
         model="resnet18",
-        model_kwargs={},
-        epochs=40,
-        lr=0.1,
+        model_kwargs={"widths": [16, 32, 64, 128]},
+        epochs=15,
+        lr=0.2,
         batch_size=512,
         schedule="onecycle",
         weight_decay=5e-4,
+        fit_extra={"label_smoothing": 0.1, "eval_every": 5},
         fraction=0.1,
         k=16,
         forget={"full-class": ["airplane", "cat", "ship"], "sub-class": ["rocket", "mushroom", "lamp"]},
-        relearn=dict(max_epochs=100, lr=0.01, n_per_epoch=500),
+        relearn=dict(max_epochs=100, lr=0.01, n_per_epoch=500, check_n=500),
         retime_epochs=2,
     ),
 }
@@ -100,6 +104,7 @@ class SweepConfig:
     relearn: dict = field(default_factory=dict)
     hp: dict = field(default_factory=dict)
     retime_epochs: int | None = None  # re-time retraining over this many epochs (None: all)
+    fit_extra: dict = field(default_factory=dict)  # more settings of train_or_load (label smoothing, ...)
 
     @classmethod
     def from_profile(cls, profile: str, **overrides) -> "SweepConfig":
@@ -137,7 +142,7 @@ class SweepConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def train_kwargs(self) -> dict:
-        return {k: getattr(self, k) for k in TRAIN_KEYS}
+        return {**{k: getattr(self, k) for k in TRAIN_KEYS}, **self.fit_extra}
 
     def dataset_for(self, task: str) -> str:
         return SUPER.get(self.dataset, self.dataset) if task == "sub-class" else self.dataset
@@ -217,9 +222,12 @@ def plan(
     forget: dict | None = None,
     profile: str = "quick",
     skip_inapplicable: bool = False,
+    paired: bool = False,
 ) -> list[Run]:
     """The runs of a sweep, reference runs first. A method that does not fit a task raises
-    :class:`SweepError` (or is left out with ``skip_inapplicable=True``)."""
+    :class:`SweepError` (or is left out with ``skip_inapplicable=True``). ``paired=True`` runs
+    each seed with one forget item of a class task (item i with seed i, as many of each) instead
+    of every seed with every item."""
     methods, tasks, seeds = list(methods), list(tasks), list(seeds)
     check_names(methods, tasks)
     forget = dict(PRESETS[profile]["forget"], **(forget or {}))
@@ -235,7 +243,15 @@ def plan(
                 )
             if not why:
                 ok.append(m)
-        for item in items:
-            for s in seeds:
-                runs.extend(Run(t, item, int(s), m) for m in [REFERENCE] + ok)
+        if paired and items != ["-"]:
+            if len(items) != len(seeds):
+                raise SweepError(
+                    f"paired runs give seed i the {t} item i: {len(seeds)} seeds but {len(items)} items "
+                    f"({', '.join(items)}). Give as many of each."
+                )
+            pairs = list(zip(items, seeds))
+        else:
+            pairs = [(item, s) for item in items for s in seeds]
+        for item, s in pairs:
+            runs.extend(Run(t, item, int(s), m) for m in [REFERENCE] + ok)
     return runs

@@ -180,12 +180,16 @@ def quality_jobs(
         for s in range(n_models)
     ]
     if engine == "local":
+        from .. import budget
+
         bar = progress_bar(len(jobs), progress, "quality")
         res = []
-        for j in jobs:
-            res.append(quality_one(j))
-            if bar is not None:
-                bar.update()
+        # a dry run's fewer models (profiles.Profile.fewer) count as the planned number (budget)
+        with budget.loop(getattr(n_models, "planned", n_models) / max(1, int(n_models))):
+            for j in jobs:
+                res.append(quality_one(j))
+                if bar is not None:
+                    bar.update()
         if bar is not None:
             bar.close()
     elif engine == "ray":
