@@ -104,7 +104,19 @@ def main(argv=None):
     ap.add_argument("--target", type=float, default=None, help="test accuracy (%%) to time uk.fit to")
     ap.add_argument("--skip-plain", action="store_true")
     ap.add_argument("--json", default=None, help="write the numbers to this file")
+    ap.add_argument(
+        "--recipe",
+        action="store_true",
+        help="train with the book's fast recipe (uk.FAST_RESNET18: model, epochs, batch, lr, schedule, "
+        "weight decay, label smoothing) and report seconds per epoch-equivalent",
+    )
     args = ap.parse_args(argv)
+    extra = {}
+    if args.recipe:
+        r = uk.FAST_RESNET18
+        args.model, args.epochs, args.batch_size = r["model"], r["epochs"], r["batch_size"]
+        args.lr, args.schedule = r["lr"], r["schedule"]
+        extra = {"weight_decay": r["weight_decay"], "label_smoothing": r["label_smoothing"]}
 
     P = uk.profile(seed=0)
     dev = P.device
@@ -129,6 +141,7 @@ def main(argv=None):
         seed=0,
         progress=False,
         eval_data=(data.x_test, data.y_test) if args.target else None,
+        **extra,
     )
     _sync(dev)
     t_fit = time.perf_counter() - t0
@@ -148,7 +161,11 @@ def main(argv=None):
         reach = [i + 1 for i, a in enumerate(hist.eval_acc) if a >= args.target]
         out["epochs_to_target"] = reach[0] if reach else None
         out["seconds_to_target"] = t_fit * reach[0] / args.epochs if reach else None
+    # seconds per epoch-equivalent: the epochs' work in EE (unlearnkit.budget), as counted
+    ee = uk.budget.ee(args.epochs * len(data.y_train), uk.budget.arch_macs(uk.budget._key(model.arch)), True)
+    out["ee"], out["seconds_per_ee"] = ee, t_fit / ee
     print(f"uk.fit      : {t_fit:8.2f}s  {args.epochs / t_fit:7.3f} epochs/s  test acc {acc_fit:.2f}%")
+    print(f"              {ee:.2f} EE: {t_fit / ee:.2f} s per EE on this device")
 
     if not args.skip_plain:
         plain = uk.clone(init)

@@ -240,6 +240,37 @@ def test_the_runner_collects_what_each_chapter_cost(tmp_path, monkeypatch, capsy
     assert "epoch-equivalents" in capsys.readouterr().out
 
 
+HEAVY_CELL = """
+import torch
+import unlearnkit as uk
+P, glue = uk.chapter("c1")
+m = uk.build_model("resnet18", in_shape=(3, 32, 32), num_classes=10, device="cpu")
+with uk.budget.loop(200 * 50_000 * 3 / 4), torch.no_grad():  # stands for 200 EE of forward passes
+    m(torch.zeros(4, 3, 32, 32))
+"""
+
+
+def test_a_full_dry_run_fails_when_a_chapter_plans_more_than_its_limit(tmp_path, monkeypatch, capsys):
+    from unlearnkit import book, budget
+
+    root = _toy_book(tmp_path / "repo", {"01_heavy": [HEAVY_CELL]})
+    monkeypatch.setattr(book, "build", lambda src, out: None)
+    assert book.main(["--root", str(root), "--profile", "full", "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "01_heavy plans 200 EE, over its limit of 150" in err and "Cut the chapter" in err
+    doc = json.loads((root / "_build" / "dry-run" / "budget.json").read_text())
+    assert doc["01_heavy"]["total"] == pytest.approx(200.0, rel=1e-3)
+    monkeypatch.setattr(budget, "WAIVED", {"01_heavy": "a test"})
+    assert book.main(["--root", str(root), "--profile", "full", "--dry-run"]) == 0
+    assert "waived for now: 01_heavy" in capsys.readouterr().out
+    # --save-budget keeps the table in the package file it is given, and only with a full dry run
+    monkeypatch.setattr(budget, "PLANNED_FILE", tmp_path / "planned.json")
+    assert book.main(["--root", str(root), "--profile", "full", "--dry-run", "--save-budget"]) == 0
+    assert budget.planned("01_heavy", tmp_path / "planned.json")["total"] == pytest.approx(200.0, rel=1e-3)
+    with pytest.raises(SystemExit, match="--save-budget needs"):
+        book.main(["--root", str(root), "--profile", "smoke", "--save-budget"])
+
+
 def test_dry_run_refuses_write_back(tmp_path):
     from unlearnkit import book
 

@@ -279,3 +279,45 @@ def test_a_stopping_rule_counts_once_per_planned_step(dry, fresh_ledger):
     descend(m, batches, lambda mod, xb, yb: mod(xb).sum(), epochs=5, lr=1e-6, stop=never)
     planned, ran = _units("eval")
     assert ran > 0 and planned == pytest.approx(ran * 20 / 2)  # 2 checks ran, 5 × 4 steps planned
+
+
+def test_two_trimmed_spreads_over_the_same_runs_count_their_models_once(dry, fresh_ledger, tmp_path):
+    P = uk.active()
+    data = uk.load_dataset("digits")
+    fit = dict(model="mlp", model_kwargs={"hidden": (8,)}, epochs=2, lr=0.1, progress=False, verbose=False)
+    fit["cache_dir"] = tmp_path
+    make = functools.partial(uk.make_task, data, "full-class")
+    kw = dict(seeds=P.few([0, 1, 2]), forget=P.few([0, 1, 2]), mia=False, paired=True)
+    uk.run_spread(["mask_classifier"], make, fit, **kw)
+    once = budget.ledger().planned["train"]
+    uk.run_spread(["mask_classifier"], make, fit, **kw)  # the same six models again
+    assert budget.ledger().planned["train"] == pytest.approx(once)
+
+
+def test_the_introduction_shows_the_saved_planned_table():
+    from pathlib import Path
+
+    intro = (Path(__file__).resolve().parents[1] / "book" / "intro.md").read_text()
+    block = intro.split(budget.MARK_BEGIN, 1)[1].split(budget.MARK_END, 1)[0].strip()
+    assert block == budget.markdown_table().strip(), (
+        "book/intro.md's cost table differs from unlearnkit/budget_planned.json: run "
+        "`python -m unlearnkit.book --profile full --dry-run --save-budget`"
+    )
+    table = budget.planned()
+    assert table and all(row["total"] > 0 for row in table.values())
+
+
+def test_markdown_table_and_cost_text_read_a_planned_table(tmp_path):
+    f = tmp_path / "p.json"
+    budget.save_planned(
+        {"01_a": {"train": 90.0, "unlearn": 20.0, "eval": 5.0, "relearn": 5.0, "total": 120.0}}, f
+    )
+    budget.save_planned({"02_b": {"train": 10.0, "total": 10.0, "reused": 90.0}}, f)  # rows merge
+    table = budget.planned(path=f)
+    assert list(table) == ["01_a", "02_b"]
+    md = budget.markdown_table(table)
+    assert "| 01_a | 90 | 20 | 5 | 5 | 120 | 120 |" in md and "| 02_b | 10 | 0 | 0 | 0 | 10 | 100 |" in md
+    assert "**130**" in md  # the book's total
+    assert "120 EE" in budget.cost_text("01_a", f) and "100 EE run alone" in budget.cost_text("02_b", f)
+    assert "not yet counted" in budget.cost_text("99_z", f)
+    assert "8 min on an H100" in budget.times_text(120.0)

@@ -137,7 +137,11 @@ def test_cached_retrain_flag_and_info(tmp_path, task0):
     assert m.zoo_info["answer"] == 42 and "train_seconds" in m.zoo_info
     assert uk.cached(
         {"a": [1, 2]}, build, train, cache_dir=tmp_path, name="thing", verbose=False
-    ).zoo_info == {"answer": 42, "train_seconds": pytest.approx(m.zoo_info["train_seconds"])}
+    ).zoo_info == {
+        "answer": 42,
+        "train_seconds": pytest.approx(m.zoo_info["train_seconds"]),
+        "planned_units": 0.0,  # what training it costs as planned (nothing: the model was never called)
+    }
     uk.cached({"a": [1, 2]}, build, train, cache_dir=tmp_path, name="thing", retrain=True, verbose=False)
     assert len(calls) == 2
     assert zoo.config_key({"a": 1, "b": 2}) == zoo.config_key({"b": 2, "a": 1})

@@ -193,19 +193,22 @@ def adversarial_examples(
         targets = torch.stack([random_targets(y, k, generator) for _ in range(n_adv)])
     xs = x.detach().repeat(n_adv, *([1] * (x.dim() - 1)))
     ts = targets.reshape(-1)
-    out = [
-        pgd_l2(
-            model,
-            xs[i : i + batch_size],
-            ts[i : i + batch_size],
-            eps=eps,
-            step=step,
-            iters=iters,
-            clamp=clamp,
-            generator=generator,
-        )
-        for i in range(0, len(xs), batch_size)
-    ]
+    # chosen images, not a share of the data; a dry run's fewer examples count as the planned
+    # number (profiles.Profile.fewer, unlearnkit.budget)
+    with budget.data_scale(1.0), budget.loop(getattr(n_adv, "planned", n_adv) / max(1, int(n_adv))):
+        out = [
+            pgd_l2(
+                model,
+                xs[i : i + batch_size],
+                ts[i : i + batch_size],
+                eps=eps,
+                step=step,
+                iters=iters,
+                clamp=clamp,
+                generator=generator,
+            )
+            for i in range(0, len(xs), batch_size)
+        ]
     x_adv = torch.cat(out)
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)

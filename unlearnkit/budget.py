@@ -169,6 +169,7 @@ class Ledger:
         self.calls = dict.fromkeys(KINDS, 0)
         _TRAINED.clear()
         _REUSED.clear()
+        _CHARGED.clear()
         _BATCH_CAP.update(capped=0, ratio=1.0)
         self.started = time.perf_counter()
 
@@ -218,6 +219,7 @@ def into(frame: Frame, data: float | None = None):
         _FRAME.reset(token)
 
 
+_CHARGED: dict = {}  # zoo key -> copies of it counted so far (itself and left-out runs' models)
 _TRAINED: set = set()  # zoo keys of the models this process trained
 _REUSED: set = set()  # ... and of those it loaded that another process had trained
 
@@ -264,9 +266,12 @@ def commit(frame: Frame, factor: float) -> None:
             _add_planned(parent, k, v * factor)
     for key, (units, which, n) in frame.loaded.items():
         n = n if which in frame.shared else n * factor
-        if parent is None:  # the planned copies of a model beyond the one this run has
-            if n > 1:
-                _add_planned(None, "train", (n - 1.0) * units)
+        if parent is None:  # the planned copies of a model beyond the one this run has, once:
+            # another loop over the same runs (a second spread) stands for the same models
+            extra = n - _CHARGED.get(key, 1.0)
+            if extra > 0:
+                _add_planned(None, "train", extra * units)
+                _CHARGED[key] = n
         else:
             have = parent.loaded.get(key)
             parent.loaded[key] = [units, which, max(n, have[2]) if have else n]
@@ -298,6 +303,16 @@ def data_scale(factor: float):
         yield
     finally:
         _DATA.reset(token)
+
+
+def sampled(n_kept: int, n_wanted: int | None, model: nn.Module | None = None):
+    """:func:`data_scale` for a sample of at most ``n_wanted`` items drawn from data: the planned
+    run draws ``min(n_wanted, its data's size)``, this one kept ``n_kept`` (``None``: no sample,
+    the data factor stands)."""
+    if n_wanted is None:
+        return contextlib.nullcontext()
+    planned = min(float(n_wanted), n_kept * data_factor(model))
+    return data_scale(planned / max(1, n_kept))
 
 
 def data_factor(model: nn.Module | None = None) -> float:
@@ -416,24 +431,41 @@ _HANDLE = nn.modules.module.register_module_forward_hook(_hook)
 # ----------------------------------------------------------------------------- files
 
 
-def write(path: Path) -> None:
-    """Write :func:`snapshot` to ``path`` as JSON, atomically."""
+def write(path: Path, cells: list | None = None) -> None:
+    """Write :func:`snapshot` (with ``cells``: what each cell planned) to ``path`` as JSON,
+    atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    doc = snapshot()
+    if cells:
+        doc["cells"] = cells
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        json.dump(snapshot(), f)
+        json.dump(doc, f)
     os.replace(tmp, path)
 
 
 def write_after_each_cell(path: Path) -> bool:
     """In an IPython kernel, write :func:`snapshot` to ``path`` after every cell (so the file
-    holds the chapter's cost however its kernel ends); ``False`` outside IPython."""
+    holds the chapter's cost however its kernel ends), with the planned EE of each cell that
+    planned at least 0.5 (``cells``: its first line, its EE per kind and in all); ``False``
+    outside IPython."""
     try:
         ip = get_ipython()  # noqa: F821  (defined inside IPython only)
     except NameError:
         return False
-    ip.events.register("post_run_cell", lambda *_: write(path))
+    cells, last = [], [dict.fromkeys((*KINDS, "total"), 0.0)]
+
+    def after(result=None):
+        snap = snapshot()
+        if snap["total"] - last[0]["total"] >= 0.5:
+            raw = getattr(getattr(result, "info", None), "raw_cell", "") or ""
+            first = next((ln.strip() for ln in raw.splitlines() if ln.strip()), "")
+            cells.append([first[:80]] + [round(snap[k] - last[0][k], 2) for k in (*KINDS, "total")])
+        last[0] = snap
+        write(path, cells)
+
+    ip.events.register("post_run_cell", after)
     return True
 
 

@@ -305,9 +305,11 @@ def relearn_time(
             ok = met(xs, ys)
         return ok and (xs is xf or met(xf, yf))
 
-    if done():
+    dry = profiles.active().dry_run
+    if done() and not dry:
         return 0
-    # a dry run caps the epochs: every epoch it skips, and one that stops early, counts (budget)
+    # a dry run caps the epochs: every epoch it skips, and one that stops early (or would not
+    # start), counts: the planned cost is the cap's (unlearnkit.budget)
     ran = [max_epochs]
     with budget.loop(lambda: planned / max(1, min(ran[0], max_epochs))):
         ran[0] = _relearn_epochs(m, x, y, g, done, max_epochs, definition, n_per_epoch, lr, batch_size, seed)

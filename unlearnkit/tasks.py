@@ -254,7 +254,9 @@ def forget_random(data: Dataset, n: int | float, seed: int = 0) -> Task:
     g = torch.Generator().manual_seed(int(seed))
     f = torch.randperm(N, generator=g)[:n]
     name = f"forget {n} random samples" + (f" ({frac:.0%})" if frac is not None else "")
-    return Task(data, "random", f, torch.empty(0, dtype=torch.long), [], name=name)
+    task = Task(data, "random", f, torch.empty(0, dtype=torch.long), [], name=name)
+    task.fixed_forget = frac is None  # a count of images, not a share of the data (unlearnkit.budget)
+    return task
 
 
 def forget_instances(data: Dataset, indices: Sequence[int]) -> Task:
@@ -286,9 +288,11 @@ def forget_instances(data: Dataset, indices: Sequence[int]) -> Task:
             f"{' ...' if len(rep) > 10 else ''}. Give each training sample once "
             f"(e.g. sorted(set(indices)))."
         )
-    return Task(
+    task = Task(
         data, "instances", idx, torch.empty(0, dtype=torch.long), [], name=f"forget {idx.numel()} instances"
     )
+    task.fixed_forget = True  # chosen images, not a share of the data (unlearnkit.budget)
+    return task
 
 
 def make_task(

@@ -222,7 +222,7 @@ def register(
             t0 = time.perf_counter()
             # k chosen images do not grow with the dataset: a dry run counts a method that sees
             # only them at their own size (unlearnkit.budget)
-            fixed = getattr(task, "kind", None) == "instances" and access == "forget"
+            fixed = getattr(task, "fixed_forget", False) and access == "forget"
             sized = budget.data_scale(1.0) if fixed else contextlib.nullcontext()
             with globals()["seeded"](seed), budget.kind("unlearn"), sized:
                 try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import validate
+from .. import budget, validate
 from ..fisher import diag_fisher
 from ..models import rebuild
 from ..training import batches, descend, fit, train_batch_size
@@ -220,7 +220,8 @@ def fisher_forgetting(
     if n_samples is not None and n_samples < len(x):
         idx = torch.randperm(len(x))[:n_samples].to(x.device)
         x, y = x[idx], y[idx]
-    fisher = diag_fisher(model, x, y, kind="true", batch_size=batch_size)
+    with budget.sampled(len(x), n_samples, model):  # a sample's planned size (unlearnkit.budget)
+        fisher = diag_fisher(model, x, y, kind="true", batch_size=batch_size)
     k = task.num_classes
     forget = list(task.forget_classes) if task.kind in ("class", "classes") else []
     g = torch.Generator(device="cpu").manual_seed(seed)

@@ -55,6 +55,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from .. import budget
 from ..data import stratified_indices
 from ..fisher import diag_fisher
 from ..models import check_finite
@@ -321,5 +322,7 @@ def mnemonic_with_data(
         keep = stratified_indices(yf, n_per_class=n_per_class, seed=seed).to(xf.device)
         xf, yf = xf[keep], yf[keep]
     x, y = torch.cat([xf, xr]), torch.cat([yf, yr])
-    info = _one_shot(model, x, y, x, y, forget, retain, lambda1, lambda2, posinf)
+    n_planned = None if n_per_class is None else n_per_class * task.num_classes
+    with budget.sampled(len(x), n_planned, model):  # a sample's planned size (unlearnkit.budget)
+        info = _one_shot(model, x, y, x, y, forget, retain, lambda1, lambda2, posinf)
     return report(model, **info, fisher_from="data", n_per_class=n_per_class)

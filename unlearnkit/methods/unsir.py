@@ -52,7 +52,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import validate
+from .. import budget, validate
 from ..training import accuracy, batches, descend, train_batch_size
 from ._registry import register, report, seed_or_active
 from .codes import _normalisation
@@ -317,22 +317,34 @@ def unsir(
         noise, noise_loss = torch.empty(len(classes), 0, *x_sub.shape[1:], device=x_sub.device), {}
     noise_seconds = _now(model) - t0
     x_imp, y_imp = impair_set(noise, classes, x_sub, y_sub, copies=noise_copies, noise_label=noise_label)
-    impair_seconds = _train_epochs(
-        model, x_imp, y_imp, impair_epochs, impair_lr, batch_size, seed, "unsir impair", callback, "impair"
-    )
-    after_impair = accuracy(model, x_sub, y_sub)
-    repair_seconds = _train_epochs(
-        model,
-        x_sub,
-        y_sub,
-        repair_epochs,
-        repair_lr,
-        batch_size,
-        seed + 1,
-        "unsir repair",
-        callback,
-        "repair",
-    )
+    # the subset's planned size: n_per_class images of each retained class (unlearnkit.budget)
+    planned_sub = n_per_class * max(1, task.num_classes - len(classes))
+    with budget.sampled(len(x_sub), planned_sub, model):
+        impair_seconds = _train_epochs(
+            model,
+            x_imp,
+            y_imp,
+            impair_epochs,
+            impair_lr,
+            batch_size,
+            seed,
+            "unsir impair",
+            callback,
+            "impair",
+        )
+        after_impair = accuracy(model, x_sub, y_sub)
+        repair_seconds = _train_epochs(
+            model,
+            x_sub,
+            y_sub,
+            repair_epochs,
+            repair_lr,
+            batch_size,
+            seed + 1,
+            "unsir repair",
+            callback,
+            "repair",
+        )
     return report(
         model,
         noise_seconds=noise_seconds,
