@@ -655,7 +655,16 @@ def plan_line(chapter: str, device=None) -> str:
 
 #: Chapters whose ``full`` may still exceed :data:`CHAPTER_LIMIT`, each with the reason; the
 #: dry run reports them without failing. The book's limit is waived while any chapter is.
-WAIVED: dict = {}
+WAIVED: dict = {
+    "02_mnemonic_codes": "plans 173 EE after the cuts (3 runs of 2 coded ResNet-18s, the t_mix sweep, "
+    "the baselines); next: fewer baseline epochs or 2 runs",
+    "03_unsir_impair_repair": "plans 172 EE after the cuts (relearning to 100 epochs for every "
+    "method and run is a fifth of it); next: relearn on fewer runs",
+    "04_instance_wise": "cut, not yet measured in a complete dry run",
+    "05_fisher_masking": "cut, not yet measured in a complete dry run",
+    "06_jit_geometry": "cut, not yet measured in a complete dry run",
+    "07_showdown": "cut, not yet measured in a complete dry run",
+}
 
 MARK_BEGIN, MARK_END = "<!-- budget table: begin -->", "<!-- budget table: end -->"
 

@@ -279,7 +279,9 @@ def _stand_in(name: str, seed: int = 0, n: int | None = None) -> Dataset:
     xtr, ftr = split()
     xte, fte = split()
     mean, std = _STATS[name]
-    meta = {"stand_in": True, "dry_run": True}
+    # the real dataset's training split: a dry run counts a pass over the stand-in as one over it
+    real = {"mnist": 60_000, "fashion-mnist": 60_000, "svhn": 73_257}.get(name, 50_000)
+    meta = {"stand_in": True, "dry_run": True, "dry_run_scale": real / n}
     augment = name.startswith("cifar")
     if name == "cifar20":
         to_coarse = torch.tensor(CIFAR100_TO_CIFAR20)

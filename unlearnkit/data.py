@@ -80,7 +80,9 @@ def _dry_run_cap(data: Dataset, seed: int = 0) -> Dataset:
     cap_test = min(n_test, max(round(n_test / scale), 3 * n_classes))
     if n_train > cap or n_test > cap_test:
         data = data.subset(min(cap, n_train), cap_test, seed=seed)
-    data.meta = {**data.meta, "dry_run": True, "dry_run_scale": n_train / max(1, len(data.y_train))}
+    # a generated stand-in knows the real dataset's size (catalog._stand_in)
+    scale = data.meta.get("dry_run_scale", 1.0) * n_train / max(1, len(data.y_train))
+    data.meta = {**data.meta, "dry_run": True, "dry_run_scale": scale}
     return data
 
 

@@ -61,6 +61,9 @@ class Fewer(int):
         out.planned = int(planned)
         return out
 
+    def __getnewargs__(self):  # copies and pickles keep the planned count
+        return int(self), self.planned
+
 
 class Few(list):
     """The items a dry run kept of a longer list (:meth:`Profile.few`). The work done while

@@ -83,6 +83,7 @@ CONFIGS = {
         paired=True,
         multi_seeds=1,
         spread_forget=[0, 3, 8],  # the opening chapter's classes: its models serve here too
+        sweep_share=[0.01, 0.1, 0.4, 1.0],
     ),
 }
 
