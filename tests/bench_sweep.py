@@ -7,7 +7,7 @@ Not part of the test suite (pytest does not collect ``bench_*.py``). Run it by h
 
 Each engine starts from an empty data folder (its own zoo: the original and retrained models are
 trained inside the timed sweep, as on a first run) and runs the same sweep as the showdown chapter
-(``book/07_showdown.ipynb``): every registered method on every task it fits, the chapter's forget
+(``book/09_showdown.ipynb``): every registered method on every task it fits, the chapter's forget
 items, the profile's preset hyper-parameters. The JSON records both wall times, the sum of each
 run's parts (zoo training or loading, the method, the evaluation with both MIAs, the relearn
 time; the columns ``time_*`` of the results file), whether Ray's table equals the in-process one,

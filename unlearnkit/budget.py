@@ -660,7 +660,7 @@ WAIVED: dict = {
     "the baselines); next: fewer baseline epochs or 2 runs",
     "03_unsir_impair_repair": "plans 172 EE after the cuts (relearning to 100 epochs for every method "
     "of every run and class set is a fifth of it); next: relearn on the single-class runs only",
-    "07_showdown": "plans 159 EE after the cuts (21 methods × 4 tasks × 3 runs on the narrow ResNet-18, "
+    "09_showdown": "plans 159 EE after the cuts (21 methods × 4 tasks × 3 runs on the narrow ResNet-18, "
     "unlearning 65 EE); next: the methods' own epochs on the narrow network",
 }
 

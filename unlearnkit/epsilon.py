@@ -4,7 +4,7 @@ ratios).
 
 Part of :mod:`unlearnkit.quality`, whose docstring states the rule (peaky examples, single
 thresholds, intervals, zero rates) and the score built on ε̂. Explained in the showdown chapter
-(``book/07_showdown.ipynb``).
+(``book/09_showdown.ipynb``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A stricter test of forgetting: the per-example forget-quality score of the NeurIPS 2023
 machine unlearning challenge, and the tug-of-war score.
 
-Explained in the showdown chapter (``book/07_showdown.ipynb``).
+Explained in the showdown chapter (``book/09_showdown.ipynb``).
 
 Accuracies and population-level membership attacks ask whether the unlearned model looks
 like a retrained one *on average*. The challenge asks it *per forget example*: train many
@@ -233,7 +233,7 @@ def forget_quality_ci(
     showdown's retrain-vs-retrain group, F = 0.158 and the replicates' 95 % quantiles were
     [0.087, 0.135]) and a percentile interval would not even contain the score. Deterministic for
     a given ``seed``; costs ``n_boot + 1`` scores. ``options``: the keyword options of
-    :func:`forget_quality`. Explained in ``book/07_showdown.ipynb``.
+    :func:`forget_quality`. Explained in ``book/09_showdown.ipynb``.
     """
     if n_boot < 2:
         raise ValueError("n_boot must be at least 2.")

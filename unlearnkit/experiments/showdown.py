@@ -1,7 +1,7 @@
 """The showdown's own analysis: distances to retraining per run, the leaders and their ties,
 the pick per access level, and the per-example score's display.
 
-Explained in ``book/07_showdown.ipynb``.
+Explained in ``book/09_showdown.ipynb``.
 """
 
 from __future__ import annotations

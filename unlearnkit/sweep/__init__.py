@@ -1,6 +1,6 @@
 """Headless sweeps: every method × task × seed, one results file, resumable, in-process or on Ray.
 
-Behind ``python -m unlearnkit bench`` and the showdown chapter (``book/07_showdown.ipynb``).
+Behind ``python -m unlearnkit bench`` and the showdown chapter (``book/09_showdown.ipynb``).
 
 The package splits by concern: :mod:`.config` (presets, configuration, plan), :mod:`.run` (one
 run: :func:`prepare` and :func:`run_one`), :mod:`.engines` (in-process or Ray),

@@ -48,7 +48,7 @@ PRESETS = {
     ),
     # the book's fast recipe (unlearnkit.FAST_RESNET18) on a ResNet-18 of a quarter of the
     # width (1/16 of its multiply-accumulates): 21 methods × 4 tasks × 3 runs fit a reader's GPU
-    # (explained in the showdown, book/07_showdown.ipynb)
+    # (explained in the showdown, book/09_showdown.ipynb)
     "full": dict(
         dataset="cifar10",
         model="resnet18",

@@ -1,7 +1,7 @@
 """The per-example forget-quality score of a sweep's methods: many models per group.
 
 Part of :mod:`unlearnkit.sweep`; the score itself is :mod:`unlearnkit.quality`, and the showdown
-chapter (``book/07_showdown.ipynb``) explains both.
+chapter (``book/09_showdown.ipynb``) explains both.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The tables of a sweep: one spread per task, and the ranking by distance to retraining.
 
-Part of :mod:`unlearnkit.sweep`; the showdown chapter (``book/07_showdown.ipynb``) explains it.
+Part of :mod:`unlearnkit.sweep`; the showdown chapter (``book/09_showdown.ipynb``) explains it.
 """
 
 from __future__ import annotations
