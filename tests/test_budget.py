@@ -297,6 +297,43 @@ def test_two_trimmed_spreads_over_the_same_runs_count_their_models_once(dry, fre
     assert budget.ledger().planned["train"] == pytest.approx(once)
 
 
+def test_models_an_earlier_chapter_trained_or_planned_count_as_reused(dry, fresh_ledger, tmp_path, monkeypatch):
+    """Two chapters of one dry run, paired over seeds 0, 1, 2: the first with classes 0, 3, 5, the
+    second with 0, 3, 8. Only the second's retrained model of (seed 2, class 8) is new to it; the
+    others the first trained (its kept run) or planned (its left-out runs)."""
+    zoo = tmp_path / "zoo"
+    monkeypatch.setenv("UNLEARNKIT_DRY_RUN_ZOO", str(zoo))
+    P = uk.active()
+    data = uk.load_dataset("digits")
+    fit = dict(model="mlp", model_kwargs={"hidden": (8,)}, epochs=2, lr=0.1, progress=False, verbose=False)
+    make = functools.partial(uk.make_task, data, "full-class")
+    probe = tmp_path / "probe"
+    per_o = uk.train_or_load(make(0, 0), "original", seed=0, cache_dir=probe, **fit).zoo_info["planned_units"]
+    per_r = uk.train_or_load(make(0, 0), "retrain", seed=0, cache_dir=probe, **fit).zoo_info["planned_units"]
+    budget.ledger().reset()
+    kw = dict(seeds=P.few([0, 1, 2]), mia=False, paired=True)
+    uk.run_spread(["mask_classifier"], make, fit, forget=P.few([0, 3, 5]), **kw)
+    first = budget.snapshot()
+    assert budget.ledger().planned["train"] == pytest.approx(3 * per_o + 3 * per_r, rel=0.03)
+    assert first["reused"] == 0
+    planned = (zoo / budget.PLANNED_MODELS_FILE).read_text().split()
+    assert len(planned) == 2 * 4  # the left-out runs' two originals and two retrained models
+    # the next chapter is another process
+    (zoo / budget.PLANNED_MODELS_FILE).write_text("".join(f"{k} 1\n" for k in planned[::2]))
+    budget.ledger().reset()
+    uk.run_spread(["mask_classifier"], make, fit, forget=P.few([0, 3, 8]), **kw)
+    assert budget.ledger().planned["train"] == pytest.approx(per_r, rel=0.03)
+    assert budget.ledger().reused == pytest.approx(3 * per_o + 2 * per_r, rel=0.03)
+    # a chapter that trains a model another chapter only planned counts it as reused too
+    budget.ledger().reset()
+    (zoo / budget.PLANNED_MODELS_FILE).write_text(
+        uk.train_or_load(make(5, 2), "retrain", seed=2, key_only=True, **fit) + " 1\n"
+    )
+    uk.train_or_load(make(5, 2), "retrain", seed=2, **fit)
+    assert budget.ledger().planned["train"] == 0
+    assert budget.ledger().reused == pytest.approx(per_r, rel=0.03)
+
+
 def test_the_introduction_shows_the_saved_planned_table():
     from pathlib import Path
 

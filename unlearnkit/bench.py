@@ -314,10 +314,11 @@ def run_spread(
             f"paired=True runs seed i with forget item i: give as many seeds ({len(seeds)}) as items "
             f"({len(forget)})."
         )
-    rows = []
+    rows, kept = [], []
     for item, seed in _runs(seeds, forget, paired):
         task = make_task(item, seed)
         original, retrained = prepare(task, train, seed)
+        kept.append((item, seed, original, retrained))
         base = {"original": original, "retrain": retrained}
         df, models = run_methods(
             methods,
@@ -335,7 +336,38 @@ def run_spread(
         df.insert(1, "seed", seed)
         df.insert(2, "forget", item if item is not None else "-")
         rows.append(df)
+    _settle_left_out(seeds, forget, paired, kept, make_task, train)
     return Spread(pd.concat(rows, ignore_index=True), reference=reference)
+
+
+def _settle_left_out(seeds, forget, paired, kept, make_task, train) -> None:
+    """In a dry run whose trimmed lists know the profile's whole lists (:class:`unlearnkit.profiles.Few`),
+    the zoo keys of the left-out runs' originals and retrained models, so that a model another
+    chapter of the same dry run trains or plans counts as reused, not trained
+    (:func:`unlearnkit.budget.settle_left_out`)."""
+    from . import budget
+    from .profiles import Few
+    from .zoo import train_or_load
+
+    def full(v):
+        return v.full if isinstance(v, Few) else list(v)
+
+    all_seeds, all_items = full(seeds), full(forget)
+    if not kept or not (isinstance(seeds, Few) or isinstance(forget, Few)) or None in (all_seeds, all_items):
+        return
+    runs = list(zip(all_items, all_seeds)) if paired else [(i, s) for i in all_items for s in all_seeds]
+    done = [(i, s) for i, s, _, _ in kept]
+    units = {w: float(getattr(m, "zoo_info", {}).get("planned_units", 0.0)) for w, m in
+             (("original", kept[0][2]), ("retrain", kept[0][3]))}  # fmt: skip
+    kw = {"verbose": False, **train}
+    models = {}
+    for item, seed in runs:
+        if (item, seed) in done:
+            continue
+        task = make_task(item, seed)
+        for which in ("original", "retrain"):
+            models[train_or_load(task, which, **kw, seed=seed, key_only=True)] = units[which]
+    budget.settle_left_out(models)
 
 
 # ----------------------------------------------------------------------------- display

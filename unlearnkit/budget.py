@@ -170,6 +170,7 @@ class Ledger:
         _TRAINED.clear()
         _REUSED.clear()
         _CHARGED.clear()
+        _SETTLED.clear()
         _BATCH_CAP.update(capped=0, ratio=1.0)
         self.started = time.perf_counter()
 
@@ -230,7 +231,10 @@ def trained(key: str, units: float = 0.0, which: str | None = None) -> None:
     counts their own models as copies of it, see :func:`commit`)."""
     _TRAINED.add(key)
     units = float(units or 0.0)
-    if units:
+    if units and key in _planned_elsewhere():  # another chapter's left-out run plans it
+        with _LOCK:
+            _LEDGER.reused += units
+    elif units:
         _add_planned(None, "train", units)
         frame = _FRAME.get()
         if frame is not None:
@@ -252,6 +256,48 @@ def loaded(key: str, units: float, which: str | None = None) -> None:
         _REUSED.add(key)
         with _LOCK:
             _LEDGER.reused += units
+
+
+#: The file in a dry run's zoo that lists the models each chapter's left-out runs plan (one
+#: ``key process-id`` per line): the same model planned by a later chapter is reused, not trained.
+PLANNED_MODELS_FILE = "planned-models.txt"
+_SETTLED: set = set()  # keys of left-out runs' models this process has settled
+
+
+def _planned_models_path() -> Path:
+    from . import profiles
+
+    return Path(profiles.active().zoo_root) / PLANNED_MODELS_FILE
+
+
+def _planned_elsewhere() -> set:
+    """Keys of models another process (an earlier chapter of the same dry run) planned."""
+    path, me = _planned_models_path(), str(os.getpid())
+    if not path.exists():
+        return set()
+    return {k for k, _, pid in (ln.partition(" ") for ln in path.read_text().splitlines()) if pid != me}
+
+
+def settle_left_out(models: dict) -> None:
+    """The models of the runs a dry run left out, ``{zoo key: planned units}``, each counted as a
+    training by :func:`commit` (as a copy of the kept run's). A model an earlier chapter of the
+    same dry run trained or planned is moved from ``train`` to ``reused``; every key is noted in
+    the zoo's :data:`PLANNED_MODELS_FILE` for the chapters after. Models this process trained
+    or loaded are not copies (the kept runs share them) and are skipped."""
+    new = {k: u for k, u in models.items() if k not in _SETTLED and k not in _TRAINED and k not in _REUSED}
+    if not new:
+        return
+    elsewhere = _planned_elsewhere()
+    root = _planned_models_path().parent
+    for key, units in new.items():
+        if key in elsewhere or any(root.glob(f"*-{key}.pt")):
+            with _LOCK:
+                _LEDGER.planned["train"] -= units
+                _LEDGER.reused += units
+    _SETTLED.update(new)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(_planned_models_path(), "a") as f:
+        f.write("".join(f"{k} {os.getpid()}\n" for k in new))
 
 
 def commit(frame: Frame, factor: float) -> None:

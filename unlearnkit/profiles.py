@@ -71,9 +71,11 @@ class Few(list):
     (:mod:`unlearnkit.budget`): the items left out would have cost as much each. A copy
     (``list(few)``, ``sorted(few)``) is a plain list and counts once."""
 
-    def __init__(self, kept, planned: int):
+    def __init__(self, kept, planned: int, full: list | None = None):
         super().__init__(kept)
         self.planned = int(planned)
+        # the profile's whole list, when known: the runs a spread left out (unlearnkit.bench)
+        self.full = list(full) if full is not None and len(full) == self.planned else None
 
     @property
     def factor(self) -> float:
@@ -91,7 +93,8 @@ class Few(list):
         out = list.__getitem__(self, i)
         if not isinstance(i, slice):
             return out
-        return Few(out, planned=len(range(self.planned)[i]))  # the planned list's same slice
+        full = self.full[i] if self.full is not None else None
+        return Few(out, planned=len(range(self.planned)[i]), full=full)  # the planned list's same slice
 
 
 class GPUWarning(UserWarning):
@@ -147,7 +150,7 @@ class Profile:
         items = list(items)
         if not self.dry_run or len(items) <= n + int(last):
             return items
-        return Few(items[:n] + (items[-1:] if last else []), planned=len(items))
+        return Few(items[:n] + (items[-1:] if last else []), planned=len(items), full=items)
 
     def fewer(self, n: int, dry: int) -> int:
         """``n``; in a dry run ``dry`` (when smaller), as a :class:`Fewer` that remembers ``n``,

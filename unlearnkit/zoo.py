@@ -105,10 +105,14 @@ def cached(
     name: str = "model",
     retrain: bool = False,
     verbose: bool = True,
-) -> nn.Module:
+    key_only: bool = False,
+) -> nn.Module | str:
     """Generic load-or-train: ``build()`` makes the untrained model, ``train(model)`` trains it in place
-    and may return a dict of info stored with the weights."""
+    and may return a dict of info stored with the weights. ``key_only=True`` returns the model's
+    cache key instead, building and training nothing."""
     key = config_key({**config, "zoo_version": ZOO_VERSION})
+    if key_only:
+        return key
     root = Path(cache_dir) if cache_dir is not None else profiles.active().zoo_root
     path = root / f"{name}-{key}.pt"
     model = build()
@@ -168,13 +172,16 @@ def train_or_load(
     retrain: bool = False,
     progress: bool | None = None,
     verbose: bool = True,
+    key_only: bool = False,
     **fit_kwargs,
-) -> nn.Module:
+) -> nn.Module | str:
     """The ``original`` model (trained on all training data) or the ``retrain`` gold standard
     (trained from scratch on the retain set only), loaded from the cache when it exists.
 
     ``fit_kwargs`` go to :func:`unlearnkit.fit`. A batch ``hook`` must come with a ``tag``
-    naming it, because functions cannot be hashed into the cache key.
+    naming it, because functions cannot be hashed into the cache key. ``key_only=True``
+    returns the model's cache key and trains nothing (a dry run uses it for the models of the
+    runs it left out, :func:`unlearnkit.budget.settle_left_out`).
     """
     seed = profiles.active().seed if seed is None else seed
     which = which.lower()
@@ -241,7 +248,16 @@ def train_or_load(
         }
 
     name = f"{data.name.split('[')[0].replace(':', '_').replace('/', '_')}-{model}-{which}"
-    return cached(config, build, train, cache_dir=cache_dir, name=name, retrain=retrain, verbose=verbose)
+    return cached(
+        config,
+        build,
+        train,
+        cache_dir=cache_dir,
+        name=name,
+        retrain=retrain,
+        verbose=verbose,
+        key_only=key_only,
+    )
 
 
 #: The settings of a chapter's configuration that :func:`train_or_load` takes.

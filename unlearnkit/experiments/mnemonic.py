@@ -45,6 +45,7 @@ DIGITS = dict(
     fisher=dict(alpha=1e-6),
     wdata_n=None,
     trigger_ratios=[0.0, 0.1, 0.3, 0.5, 0.8, 1.0],
+    ex_epochs=100,  # Exercise 1's model (uniform codes)
     widget_log_l1=(-4, 0),
     widget_log_l2=(-1, 3),
 )
@@ -88,10 +89,13 @@ CONFIGS = {
         model_kwargs={},
         epochs=FAST_RESNET18["epochs"],
         train={k: v for k, v in FAST_RESNET18.items() if k not in ("model", "model_kwargs", "epochs")},
-        sweep_epochs=8,
+        # the t_mix sweep at the recipe's length: t_mix = 0 and 0.3 are the chapter's own models
+        sweep_epochs=FAST_RESNET18["epochs"],
+        ex_epochs=5,  # Exercise 1's model: a third of the recipe (a budget)
         paired=True,
         t_mix=0.3,
         lambdas={"paper": (1e-5, 1e4)},
+        fisher=dict(alpha=1e-6, n_samples=10_000),  # the library's full preset: a sample of D_r
         n_seeds=3,
         spread_forget=[0, 3, 5],
         wdata_n=1000,
@@ -99,9 +103,9 @@ CONFIGS = {
         wdata_l2=[1e3, 1e4, 1e5],
         tmix_sweep=[0.0, 0.3, 0.8],
         # the baselines' epochs cut to fit the budget (the paper gives none for CIFAR-10)
-        finetune=dict(epochs=2, lr=0.02),
-        neggrad=dict(epochs=2, lr=0.01, retain_weight=1.0),
-        random_labels=dict(epochs=2, lr=1e-4),
+        finetune=dict(epochs=1, lr=0.02),
+        neggrad=dict(epochs=1, lr=0.01, retain_weight=1.0),
+        random_labels=dict(epochs=1, lr=1e-4),
         n_data=[1, 10, 100, 1000, None],
         sweep_l1=[1e-6, 1e-5, 1e-4, 1e-3, 1e-2],
         sweep_l2=[1e2, 1e3, 1e4, 1e5],
@@ -118,8 +122,9 @@ def trim_for_dry_run(cfg, P) -> None:
     a dry run."""
     if not P.dry_run:
         return
-    for k in ("tmix_sweep", "n_data", "wdata_l1", "wdata_l2", "multi"):
+    for k in ("n_data", "wdata_l1", "wdata_l2", "multi"):
         setattr(cfg, k, P.few(getattr(cfg, k), last=True))
+    cfg.tmix_sweep = _ends_and(P, cfg.tmix_sweep, cfg.t_mix)  # its t_mix is the chapter's original
     used = cfg.lambdas.get("tuned", cfg.lambdas["paper"])
     cfg.sweep_l1 = _ends_and(P, cfg.sweep_l1, used[0])
     cfg.sweep_l2 = _ends_and(P, cfg.sweep_l2, used[1])
