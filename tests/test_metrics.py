@@ -208,6 +208,24 @@ def test_evaluate_table(task0, trained_mlp):
     assert list(single.index) == ["model"] and "MIA_loss_AUC" not in single.columns
 
 
+def test_a_large_retain_set_is_scored_on_a_fixed_sample(task0, trained_mlp, monkeypatch):
+    from unlearnkit import metrics
+
+    xr, yr = task0.retain_set()
+    whole = uk.evaluate(trained_mlp, task0, mia=False).loc["model"]
+    assert whole["train_retain"] == pytest.approx(uk.accuracy(trained_mlp, xr, yr))
+    monkeypatch.setattr(metrics, "MAX_RETAIN_EVAL", 200)
+    idx = metrics.retain_eval_idx(task0)
+    assert len(idx) == 200 and len(set(idx.tolist()) - set(task0.retain_idx.tolist())) == 0
+    assert torch.equal(idx, metrics.retain_eval_idx(task0))  # the same sample for every model
+    d = task0.data
+    row = uk.evaluate(trained_mlp, task0, mia=True).loc["model"]
+    assert row["train_retain"] == pytest.approx(uk.accuracy(trained_mlp, d.x_train[idx], d.y_train[idx]))
+    # the forget set and the test split stay whole
+    for col in ("train_forget", "test_forget", "test_retain"):
+        assert row[col] == pytest.approx(whole[col])
+
+
 def test_evaluate_random_forgetting_has_no_test_forget(digits, trained_mlp):
     task = uk.forget_random(digits, 20, seed=1)
     row = uk.evaluate({"m": trained_mlp}, task, mia=True).loc["m"]
