@@ -297,7 +297,9 @@ def test_two_trimmed_spreads_over_the_same_runs_count_their_models_once(dry, fre
     assert budget.ledger().planned["train"] == pytest.approx(once)
 
 
-def test_models_an_earlier_chapter_trained_or_planned_count_as_reused(dry, fresh_ledger, tmp_path, monkeypatch):
+def test_models_an_earlier_chapter_trained_or_planned_count_as_reused(
+    dry, fresh_ledger, tmp_path, monkeypatch
+):
     """Two chapters of one dry run, paired over seeds 0, 1, 2: the first with classes 0, 3, 5, the
     second with 0, 3, 8. Only the second's retrained model of (seed 2, class 8) is new to it; the
     others the first trained (its kept run) or planned (its left-out runs)."""

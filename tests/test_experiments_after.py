@@ -2,6 +2,8 @@
 :mod:`unlearnkit.experiments.after`): what they measure about SCRUB, NegGrad+, SalUn, ℓ1-sparse
 and SSD, on the tiny MLP of the fixtures."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from unlearnkit.bench import SpreadRun
 from unlearnkit.experiments import after
 from unlearnkit.methods.l1_sparse import l1_norm
 from unlearnkit.methods.salun import saliency_mask
+from unlearnkit.training import descend
 
 
 def test_specs_take_the_registered_preset_and_the_stated_departures():
@@ -34,14 +37,12 @@ def test_watch_records_every_epoch_without_changing_the_method(trained_mlp, task
         watched = uk.methods.l1_sparse(trained_mlp, task0, seed=0, **hp)
     assert same_state(state(plain), state(watched))
     assert [r["epoch"] for r in rec] == [0, 1, 2, 3]
-    assert rec[0]["L1 norm"] == pytest.approx(float(l1_norm(trained_mlp)), rel=1e-5)
-    assert rec[-1]["L1 norm"] == pytest.approx(float(l1_norm(watched)), rel=1e-5)
+    with torch.no_grad():
+        assert rec[0]["L1 norm"] == pytest.approx(float(l1_norm(trained_mlp)), rel=1e-5)
+        assert rec[-1]["L1 norm"] == pytest.approx(float(l1_norm(watched)), rel=1e-5)
     assert np.isnan(rec[0]["loss"]) and all(np.isfinite(r["loss"]) for r in rec[1:])
-    assert uk.methods.l1_sparse.__module__  # the module's loop is restored afterwards
-    import unlearnkit.methods.l1_sparse as mod
-    from unlearnkit.training import descend
-
-    assert mod.descend is descend
+    mod = sys.modules[uk.get_method("l1_sparse").record.fn.__module__]
+    assert mod.descend is descend  # the module's loop is restored afterwards
 
 
 def test_watch_follows_only_its_own_method_and_the_run_in_progress(trained_mlp, digits):
@@ -55,7 +56,7 @@ def test_watch_follows_only_its_own_method_and_the_run_in_progress(trained_mlp, 
     assert ce == []  # scrub's loop is not neggrad_plus's, though both live in one module
     assert [r["epoch"] for r in kl] == [0, 1, 2] and {r["seed"] for r in kl} == {7}
     assert kl[0]["KL forget"] == pytest.approx(0.0, abs=1e-6)  # the student starts as its teacher
-    assert kl[1]["KL forget"] > 1e-3
+    assert kl[1]["KL forget"] > 1e2 * max(kl[0]["KL forget"], 1e-9)  # the max-step moved it away
     per = after.per_epoch(kl, ["KL forget"])
     assert list(per.index) == [0, 1, 2] and ("KL forget", "mean") in per.columns
 
@@ -107,6 +108,10 @@ def test_ssd_factors_reproduce_ssd(trained_mlp, task0):
     share = 100 * len(betas) / sum(v.numel() for v in fac["beta"].values())
     assert share == pytest.approx(100 * theirs.unlearn_info["selected_share"])
     assert ((betas >= 0) & (betas <= 1)).all()
+    sub = after.ssd_factors(trained_mlp, task0, n_samples=120, seed=3)  # D subsampled as ssd does
+    ssd_sub = uk.methods.ssd(trained_mlp, task0, n_samples=120, seed=3)
+    total = sum(v.numel() for v in sub["beta"].values())
+    assert len(after.selected_betas(sub)) == round(ssd_sub.unlearn_info["selected_share"] * total)
 
 
 def test_fisher_uses_compares_three_scores(trained_mlp, task0):
@@ -134,6 +139,7 @@ def test_collect_keeps_what_the_figures_need(trained_mlp, task0):
     collect(SpreadRun(task0, 1, 0, models))
     assert collect.first.seed == 0 and len(collect.overlap) == 2
     assert collect.norms["L1 l1_sparse"].shape == (2,)
-    assert collect.norms["L1 original"][0] == pytest.approx(float(l1_norm(trained_mlp)), rel=1e-5)
+    with torch.no_grad():
+        assert collect.norms["L1 original"][0] == pytest.approx(float(l1_norm(trained_mlp)), rel=1e-5)
     assert collect.salun_share[0] == pytest.approx(50.0, abs=1.0)
     assert list(collect.overlap[0].fraction) == [0.1, 0.5]

@@ -319,14 +319,28 @@ def mask_overlap(model, task, fractions, *, n_retain: int | None = None, seed: i
 # ----------------------------------------------------------------------------- SSD and the Fisher
 
 
-def ssd_factors(model, task, *, alpha: float = 10.0, lam: float = 1.0, batch_size: int = 64) -> dict:
+def ssd_factors(
+    model,
+    task,
+    *,
+    alpha: float = 10.0,
+    lam: float = 1.0,
+    batch_size: int = 64,
+    n_samples: int | None = None,
+    seed: int = 0,
+) -> dict:
     """What :func:`unlearnkit.methods.ssd` computes, laid open: ``{"imp_d", "imp_f", "beta",
     "selected"}`` (dicts per parameter): the importances on D = D_r ∪ D_f and on D_f (squared
     mini-batch gradients), the dampening factors β = min(λ []_D / []_f, 1) of the selected
-    parameters (1 elsewhere) and the selection []_f > α []_D."""
+    parameters (1 elsewhere) and the selection []_f > α []_D. ``n_samples`` and ``seed``
+    subsample D as ``ssd`` does with the same arguments."""
     xf, yf = task.forget_set()
     xr, yr = task.retain_set()
     x, y = torch.cat([xr, xf]), torch.cat([yr, yf])
+    if n_samples is not None and n_samples < len(x):
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(x), generator=g)[:n_samples].to(x.device)
+        x, y = x[idx], y[idx]
     imp_d = diag_fisher(model, x, y, kind="batch", batch_size=batch_size)
     imp_f = diag_fisher(model, xf, yf, kind="batch", batch_size=batch_size)
     sel, beta = {}, {}
@@ -426,7 +440,8 @@ class Collect:
         if self.first is None:
             self.first = run
         m = run.models
-        row = {f"L1 {n}": float(l1_norm(m[n])) for n in ("original", "finetune", "l1_sparse") if n in m}
+        with torch.no_grad():
+            row = {f"L1 {n}": float(l1_norm(m[n])) for n in ("original", "finetune", "l1_sparse") if n in m}
         if "ssd" in m:
             row["SSD selected %"] = 100.0 * m["ssd"].unlearn_info["selected_share"]
         self.rows.append(row)
