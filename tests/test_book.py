@@ -90,6 +90,20 @@ def test_every_chapter_is_in_the_toc():
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
+def test_a_chapter_s_glue_prefix_is_its_number(nb):
+    """``uk.chapter("c9")`` in ``09_...``: the planned-cost line finds the chapter's row by it."""
+    from unlearnkit.chapter import _stem
+
+    code = "".join(
+        "".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"
+    )
+    prefixes = re.findall(r'uk\.chapter\("(c\d+)"', code)
+    assert len(prefixes) == 1, f"{nb.name} should call uk.chapter(...) once, with its prefix"
+    assert f"{int(prefixes[0][1:]):02d}_" == nb.stem[:3], f"{nb.name}: prefix {prefixes[0]} is not its number"
+    assert _stem(prefixes[0]) in (nb.stem, prefixes[0])  # its own row of the planned table (or none yet)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
 def test_committed_outputs_have_provenance_and_no_errors(nb):
     cells = json.loads(nb.read_text())["cells"]
     code = [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
