@@ -33,7 +33,10 @@ from ..fisher import diag_fisher
 from ..methods import get_method
 from ..methods.l1_sparse import l1_norm
 from ..methods.masks import fisher_scores, maskable, top_mask
+from ..methods.salun import saliency as _saliency
 from ..methods.scrub import distill_kl
+from ..methods.ssd import dampening as _dampening
+from ..methods.ssd import importances as _importances
 from ..training import batches
 
 NEW = ("scrub", "neggrad_plus", "salun", "l1_sparse", "ssd")
@@ -230,22 +233,8 @@ def layer_share(mask: dict) -> pd.Series:
 
 def saliency_scores(model, x, y, batch_size: int = 256) -> dict:
     """SalUn's weight saliency: ``{name: |∂ Σ CE(f(x), y) / ∂θ|}`` at the current weights, in eval
-    mode (what :func:`unlearnkit.methods.salun.saliency_mask` thresholds)."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    grads = {n: torch.zeros_like(p) for n, p in params.items()}
-    was = model.training
-    model.eval()
-    try:
-        for xb, yb in batches(x, y, batch_size=batch_size):
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(xb).float(), yb, reduction="sum").backward()
-            for n, p in params.items():
-                if p.grad is not None:
-                    grads[n] += p.grad
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was)
-    return {n: g.abs() for n, g in grads.items()}
+    mode (:func:`unlearnkit.methods.salun.saliency`, what ``saliency_mask`` thresholds)."""
+    return _saliency(model, x, y, batch_size)
 
 
 def top_fraction(scores: dict, fraction: float) -> dict:
@@ -300,16 +289,21 @@ def overlap_curve(a: dict, b: dict, fractions, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _retain_sample(task, n: int | None, seed: int):
+    """``(x, y)`` of D_r, or of ``n`` of its images drawn with ``seed`` when it holds more."""
+    xr, yr = task.retain_set()
+    if n is not None and n < len(xr):
+        idx = torch.randperm(len(xr), generator=torch.Generator().manual_seed(seed))[:n].to(xr.device)
+        xr, yr = xr[idx], yr[idx]
+    return xr, yr
+
+
 def mask_overlap(model, task, fractions, *, n_retain: int | None = None, seed: int = 0) -> pd.DataFrame:
     """:func:`overlap_curve` of SalUn's saliency (on D_f) against Fisher masking's score
     (F_f − F_r, per-sample means, the library's default), over the parameters Fisher masking
     may mask (every one but the final classifier's). ``n_retain`` subsamples D_r for F_r."""
     xf, yf = task.forget_set()
-    xr, yr = task.retain_set()
-    if n_retain is not None and n_retain < len(xr):
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(xr), generator=g)[:n_retain].to(xr.device)
-        xr, yr = xr[idx], yr[idx]
+    xr, yr = _retain_sample(task, n_retain, seed)
     keep = maskable(model)
     sal = {n: s for n, s in saliency_scores(model, xf, yf).items() if n in keep}
     fish = fisher_scores(model, xf, yf, xr, yr, reduction="mean")
@@ -333,21 +327,10 @@ def ssd_factors(
     "selected"}`` (dicts per parameter): the importances on D = D_r ∪ D_f and on D_f (squared
     mini-batch gradients), the dampening factors β = min(λ []_D / []_f, 1) of the selected
     parameters (1 elsewhere) and the selection []_f > α []_D. ``n_samples`` and ``seed``
-    subsample D as ``ssd`` does with the same arguments."""
-    xf, yf = task.forget_set()
-    xr, yr = task.retain_set()
-    x, y = torch.cat([xr, xf]), torch.cat([yr, yf])
-    if n_samples is not None and n_samples < len(x):
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(x), generator=g)[:n_samples].to(x.device)
-        x, y = x[idx], y[idx]
-    imp_d = diag_fisher(model, x, y, kind="batch", batch_size=batch_size)
-    imp_f = diag_fisher(model, xf, yf, kind="batch", batch_size=batch_size)
-    sel, beta = {}, {}
-    for n in imp_f:
-        d, f = imp_d[n], imp_f[n]
-        sel[n] = f > alpha * d
-        beta[n] = torch.where(sel[n], (lam * d / f.clamp_min(1e-30)).clamp(max=1.0), torch.ones_like(f))
+    subsample D as ``ssd`` does with the same arguments (:func:`unlearnkit.methods.ssd.importances`
+    and :func:`unlearnkit.methods.ssd.dampening`)."""
+    imp_d, imp_f = _importances(model, task, batch_size=batch_size, n_samples=n_samples, seed=seed)
+    beta, sel = _dampening(imp_d, imp_f, alpha, lam)
     return {"imp_d": imp_d, "imp_f": imp_f, "beta": beta, "selected": sel}
 
 
@@ -369,11 +352,7 @@ def fisher_uses(model, task, factors: dict, *, n_retain: int | None = None, seed
     share), "selected": SSD's selected share}``; ρ over at most ``sample`` parameters drawn at
     random (``seed``)."""
     xf, yf = task.forget_set()
-    xr, yr = task.retain_set()
-    if n_retain is not None and n_retain < len(xr):
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(xr), generator=g)[:n_retain].to(xr.device)
-        xr, yr = xr[idx], yr[idx]
+    xr, yr = _retain_sample(task, n_retain, seed)
     names = list(maskable(model))
     mask_score = fisher_scores(model, xf, yf, xr, yr, reduction="mean")
     f_true = diag_fisher(model, xr, yr, kind="true")

@@ -31,13 +31,10 @@ from ..training import batches, descend, train_batch_size
 from ._registry import register, report
 
 
-def saliency_mask(model, x, y, ratio: float, batch_size: int = 256) -> dict:
-    """``{name: bool tensor}``: the weights whose |∂ Σ CE(f(x), y) / ∂θ| is among the top
-    ``ratio`` share of all parameters (ties at the threshold included), at the current weights.
-    The model is left in the mode it was in, with no gradient kept."""
-    ratio = validate.probability("ratio", ratio, "It is the share of weights the mask keeps.")
-    if ratio == 0:
-        raise ValueError("ratio must be above 0: a mask of no weight would unlearn nothing.")
+def saliency(model, x, y, batch_size: int = 256) -> dict:
+    """``{name: |∂ Σ CE(f(x), y) / ∂θ|}``: SalUn's weight saliency at the current weights, in eval
+    mode (what :func:`saliency_mask` thresholds). The model is left in the mode it was in, with no
+    gradient kept."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     grads = {n: torch.zeros_like(p) for n, p in params.items()}
     was = model.training
@@ -52,10 +49,21 @@ def saliency_mask(model, x, y, ratio: float, batch_size: int = 256) -> dict:
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was)
-    flat = torch.cat([g.abs().flatten() for g in grads.values()])
+    return {n: g.abs() for n, g in grads.items()}
+
+
+def saliency_mask(model, x, y, ratio: float, batch_size: int = 256) -> dict:
+    """``{name: bool tensor}``: the weights whose |∂ Σ CE(f(x), y) / ∂θ| is among the top
+    ``ratio`` share of all parameters (ties at the threshold included), at the current weights.
+    The model is left in the mode it was in, with no gradient kept."""
+    ratio = validate.probability("ratio", ratio, "It is the share of weights the mask keeps.")
+    if ratio == 0:
+        raise ValueError("ratio must be above 0: a mask of no weight would unlearn nothing.")
+    scores = saliency(model, x, y, batch_size)
+    flat = torch.cat([g.flatten() for g in scores.values()])
     k = max(1, int(round(ratio * flat.numel())))
     threshold = torch.topk(flat, k, sorted=True).values[-1]
-    return {n: g.abs() >= threshold for n, g in grads.items()}
+    return {n: g >= threshold for n, g in scores.items()}
 
 
 @register(

@@ -58,6 +58,20 @@ def ssd(
     the share of parameters it selected."""
     validate.positive("alpha", alpha, "It is the selection weighting (10 for the authors' ResNet-18).")
     validate.positive("lam", lam, "It is the dampening constant (1 for the authors' ResNet-18).")
+    imp_d, imp_f = importances(model, task, batch_size=batch_size, n_samples=n_samples, seed=seed)
+    beta, pick = dampening(imp_d, imp_f, alpha, lam)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in beta:
+                p.mul_(beta[n].to(p.dtype))
+    selected, total = sum(int(v.sum()) for v in pick.values()), sum(v.numel() for v in pick.values())
+    return report(model, selected_share=selected / max(total, 1))
+
+
+def importances(model, task, *, batch_size: int = 64, n_samples: int | None = None, seed: int = 0):
+    """``(imp_D, imp_f)``: SSD's importances, ``{name: tensor}``, the diagonal Fisher (squared
+    mini-batch gradients of the cross-entropy) on D = D_r ∪ D_f and on D_f. ``n_samples``
+    subsamples D (drawn with ``seed``)."""
     xf, yf = task.forget_set()
     xr, yr = task.retain_set()
     x, y = torch.cat([xr, xf]), torch.cat([yr, yf])  # D = D_r ∪ D_f
@@ -67,15 +81,15 @@ def ssd(
         x, y = x[idx], y[idx]
     imp_d = diag_fisher(model, x, y, kind="batch", batch_size=batch_size)
     imp_f = diag_fisher(model, xf, yf, kind="batch", batch_size=batch_size)
-    selected = total = 0
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n not in imp_f:
-                continue
-            d, f = imp_d[n], imp_f[n]
-            pick = f > alpha * d
-            beta = torch.where(pick, (lam * d / f.clamp_min(1e-30)).clamp(max=1.0), torch.ones_like(f))
-            p.mul_(beta.to(p.dtype))
-            selected += int(pick.sum())
-            total += pick.numel()
-    return report(model, selected_share=selected / max(total, 1))
+    return imp_d, imp_f
+
+
+def dampening(imp_d: dict, imp_f: dict, alpha: float, lam: float) -> tuple[dict, dict]:
+    """``(beta, selected)`` per parameter: the selection []_f > α []_D and the factor
+    β = min(λ []_D / []_f, 1) where selected, 1 elsewhere (the module docstring's rule)."""
+    beta, pick = {}, {}
+    for n, f in imp_f.items():
+        d = imp_d[n]
+        pick[n] = f > alpha * d
+        beta[n] = torch.where(pick[n], (lam * d / f.clamp_min(1e-30)).clamp(max=1.0), torch.ones_like(f))
+    return beta, pick
