@@ -57,7 +57,11 @@ def test_trim_for_dry_run_keeps_the_pair_used_and_only_in_a_dry_run():
     assert l1 in c.sweep_l1 and l2 in c.sweep_l2 and c.sweep_l1 == sorted(c.sweep_l1)
     # the seeds are the chapter's P.few (a dry run keeps one and counts the others' cost)
     assert c.n_seeds == 3 and c.spread_forget == [0]
-    assert c.tmix_sweep == [0.0, 0.8] and c.multi == [[0], [0, 1, 2, 3]]  # the sweeps' ends
+    assert c.multi == [[0], [0, 1, 2, 3]]  # the sweep's ends
+    # the t_mix sweep's ends and the chapter's own t_mix (that model is its original: not a new one)
+    assert c.tmix_sweep == [0.0, c.t_mix, 0.8] and c.tmix_sweep.planned == len(
+        ex.CONFIGS["quick"]["tmix_sweep"]
+    )
 
 
 # ----------------------------------------------------------------------------- tables
